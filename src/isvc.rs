@@ -1,0 +1,282 @@
+//! A read-only view of the parts of an InferenceService the planner looks at.
+//!
+//! The object arrives as loosely typed JSON (from the API server or a user's file), so every
+//! field is read defensively and a wrong type is reported with its path, never unwrapped.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+pub const GROUP: &str = "serving.kserve.io";
+pub const VERSION: &str = "v1beta1";
+pub const API_VERSION: &str = "serving.kserve.io/v1beta1";
+pub const KIND: &str = "InferenceService";
+
+/// A field of the InferenceService has a type or value the planner cannot use.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Isvc {
+    pub name: String,
+    pub namespace: String,
+    pub annotations: BTreeMap<String, String>,
+    pub predictor: Predictor,
+    /// `status.deploymentMode`, which KServe fills in once it has reconciled the object.
+    pub status_deployment_mode: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predictor {
+    /// `spec.predictor.name`, which KServe 0.20 puts into the Deployment name.
+    pub name: Option<String>,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    /// Arguments of the model container (model spec and any `kserve-container`).
+    pub args: Vec<String>,
+    pub model_format: Option<String>,
+    /// The logger or batcher agent fronts the model server and takes over the Service port.
+    pub has_agent: bool,
+    /// KServe-native autoscaling settings that `autoscalerClass: external` makes inert.
+    pub ignored_scaling_fields: Vec<&'static str>,
+    /// Annotation keys on `spec.predictor.annotations` (Knative reads some of them).
+    pub annotation_keys: Vec<String>,
+}
+
+impl Isvc {
+    /// Builds the view. `fallback_namespace` is used when the object names none (a file
+    /// without `metadata.namespace`, or a CREATE whose namespace is on the request only).
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        data: &Value,
+        fallback_namespace: &str,
+    ) -> Result<Isvc, FieldError> {
+        let name = meta.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err(FieldError {
+                field: "metadata.name".into(),
+                problem: "is empty; a fixed name is required because the generated ScaledObject and monitor are named after it (generateName is not supported)".into(),
+            });
+        }
+        let namespace = meta
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| fallback_namespace.to_string());
+        let predictor = match data.pointer("/spec/predictor") {
+            None | Some(Value::Null) => Predictor::default(),
+            Some(p) => Predictor::from_json(p)?,
+        };
+        let status_deployment_mode = data
+            .pointer("/status/deploymentMode")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        Ok(Isvc {
+            name,
+            namespace,
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            predictor,
+            status_deployment_mode,
+        })
+    }
+}
+
+impl Predictor {
+    fn from_json(p: &Value) -> Result<Predictor, FieldError> {
+        let field = |f: &str| format!("spec.predictor.{f}");
+        let mut args = Vec::new();
+        for (path, at) in [
+            ("model.args", "/model/args"),
+            ("model.command", "/model/command"),
+        ] {
+            args.extend(strings(p.pointer(at), &field(path))?);
+        }
+        if let Some(containers) = p.get("containers").and_then(Value::as_array) {
+            for (i, c) in containers.iter().enumerate() {
+                if c.get("name").and_then(Value::as_str) == Some("kserve-container") {
+                    args.extend(strings(
+                        c.get("args"),
+                        &field(&format!("containers[{i}].args")),
+                    )?);
+                    args.extend(strings(
+                        c.get("command"),
+                        &field(&format!("containers[{i}].command")),
+                    )?);
+                }
+            }
+        }
+        let mut ignored = Vec::new();
+        for key in [
+            "autoScaling",
+            "scaleMetric",
+            "scaleTarget",
+            "containerConcurrency",
+        ] {
+            if p.get(key).is_some_and(|v| !v.is_null()) {
+                ignored.push(key);
+            }
+        }
+        let annotation_keys = p
+            .get("annotations")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(Predictor {
+            name: optional_str(p.get("name"), &field("name"))?,
+            min_replicas: replicas(p.get("minReplicas"), &field("minReplicas"))?,
+            max_replicas: replicas(p.get("maxReplicas"), &field("maxReplicas"))?,
+            args,
+            model_format: p
+                .pointer("/model/modelFormat/name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            has_agent: ["logger", "batcher"]
+                .iter()
+                .any(|k| p.get(*k).is_some_and(|v| !v.is_null())),
+            ignored_scaling_fields: ignored,
+            annotation_keys,
+        })
+    }
+}
+
+fn optional_str(v: Option<&Value>, field: &str) -> Result<Option<String>, FieldError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(FieldError {
+            field: field.into(),
+            problem: format!("expected a string, got {}", describe(other)),
+        }),
+    }
+}
+
+fn replicas(v: Option<&Value>, field: &str) -> Result<Option<u32>, FieldError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Ok(Some(n)),
+            None => Err(FieldError {
+                field: field.into(),
+                problem: format!("'{n}' is not allowed; use a whole number >= 0"),
+            }),
+        },
+        Some(other) => Err(FieldError {
+            field: field.into(),
+            problem: format!("expected a whole number >= 0, got {}", describe(other)),
+        }),
+    }
+}
+
+fn strings(v: Option<&Value>, field: &str) -> Result<Vec<String>, FieldError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(FieldError {
+                    field: format!("{field}[{i}]"),
+                    problem: format!("expected a string, got {}", describe(other)),
+                }),
+            })
+            .collect(),
+        Some(other) => Err(FieldError {
+            field: field.into(),
+            problem: format!("expected a list of strings, got {}", describe(other)),
+        }),
+    }
+}
+
+/// A short description of a JSON value for error messages, without echoing huge inputs.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string '{}'", crate::spec::clip(s)),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(name: &str, ns: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: ns.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_predictor_fields_and_args_from_model_and_container() {
+        let data = json!({"spec": {"predictor": {
+            "name": "main", "minReplicas": 0, "maxReplicas": 3,
+            "model": {"modelFormat": {"name": "huggingface"}, "args": ["--disable-log-stats"]},
+            "containers": [{"name": "kserve-container", "args": ["--x"]}, {"name": "side", "args": ["--y"]}],
+            "logger": {"mode": "all"}, "scaleMetric": "concurrency",
+            "annotations": {"autoscaling.knative.dev/target": "5"}
+        }}, "status": {"deploymentMode": "Serverless"}});
+        let v = Isvc::from_parts(&meta("m", None), &data, "team").unwrap();
+        assert_eq!(v.namespace, "team");
+        assert_eq!(v.predictor.name.as_deref(), Some("main"));
+        assert_eq!(v.predictor.min_replicas, Some(0));
+        assert_eq!(v.predictor.max_replicas, Some(3));
+        assert_eq!(v.predictor.args, vec!["--disable-log-stats", "--x"]);
+        assert!(v.predictor.has_agent);
+        assert_eq!(v.predictor.ignored_scaling_fields, vec!["scaleMetric"]);
+        assert_eq!(
+            v.predictor.annotation_keys,
+            vec!["autoscaling.knative.dev/target"]
+        );
+        assert_eq!(v.status_deployment_mode.as_deref(), Some("Serverless"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let cases = [
+            (
+                json!({"spec": {"predictor": {"minReplicas": "2"}}}),
+                "spec.predictor.minReplicas",
+            ),
+            (
+                json!({"spec": {"predictor": {"maxReplicas": -1}}}),
+                "spec.predictor.maxReplicas",
+            ),
+            (
+                json!({"spec": {"predictor": {"name": 7}}}),
+                "spec.predictor.name",
+            ),
+            (
+                json!({"spec": {"predictor": {"model": {"args": "--a"}}}}),
+                "spec.predictor.model.args",
+            ),
+            (
+                json!({"spec": {"predictor": {"model": {"args": [1]}}}}),
+                "spec.predictor.model.args[0]",
+            ),
+        ];
+        for (data, field) in cases {
+            let err = Isvc::from_parts(&meta("m", Some("n")), &data, "default").unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_name_is_required() {
+        let err = Isvc::from_parts(&ObjectMeta::default(), &json!({}), "d").unwrap_err();
+        assert_eq!(err.field, "metadata.name");
+    }
+}

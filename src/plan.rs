@@ -1,0 +1,578 @@
+//! The pure planning core: (InferenceService, old object, settings) -> what to change and
+//! what to generate. No I/O, no clock, no randomness: render, admission and the reconciler
+//! all call this, so they cannot disagree.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::isvc::{FieldError, Isvc};
+use crate::names;
+use crate::resources::{
+    AuthenticationRef, Endpoint, Monitor, NamespaceSelector, PodMetricsEndpoint, PodMonitor,
+    PodMonitorSpec, ScaleTargetRef, ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor,
+    ServiceMonitorSpec,
+};
+use crate::settings::{MonitorKind, Settings};
+use crate::spec::{self, AnnotationError, ScalingSpec, keys};
+use crate::strategy::{self, MetricType, Scope, Strategy, Unsupported};
+
+pub const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
+pub const AUTOSCALER_CLASS: &str = "serving.kserve.io/autoscalerClass";
+pub const EXTERNAL: &str = "external";
+pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "kserve-keda-webhook";
+const RAW_MODES: [&str; 2] = ["RawDeployment", "Standard"];
+
+/// Why a request is refused. Every message names the annotation or field, the value, and
+/// what to do instead.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error("annotation {key}={value} cannot be combined with {prefix}/strategy: {why}")]
+    Conflict {
+        key: &'static str,
+        value: String,
+        prefix: String,
+        why: String,
+    },
+    #[error(
+        "{prefix}/strategy cannot be added to InferenceService {name}: it was created in {mode} mode, KServe freezes the deployment mode at creation, and KEDA can only scale a raw (Standard) Deployment; delete and recreate it with {prefix}/strategy set (the webhook then creates it in raw mode)"
+    )]
+    FrozenMode {
+        name: String,
+        mode: String,
+        prefix: String,
+    },
+    #[error(
+        "min replicas {min} (from {min_from}) is greater than max replicas {max} (from {max_from}); KEDA rejects that, so set {prefix}/min-replicas <= {prefix}/max-replicas"
+    )]
+    MinAboveMax {
+        min: u32,
+        min_from: String,
+        max: u32,
+        max_from: String,
+        prefix: String,
+    },
+    #[error(
+        "strategy 'custom' needs {prefix}/query with a PromQL query that returns one series for this InferenceService"
+    )]
+    CustomWithoutQuery { prefix: String },
+    #[error(
+        "strategy 'custom' has no default target; set {prefix}/target-custom (or {prefix}/target when it is the only strategy) to the per-replica value"
+    )]
+    CustomWithoutTarget { prefix: String },
+    #[error(
+        "annotation {prefix}/strategy: {source}; set {prefix}/runtime if the predictor runs another server"
+    )]
+    Unsupported {
+        prefix: String,
+        #[source]
+        source: Unsupported,
+    },
+}
+
+/// Everything the product decides for one InferenceService.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Plan {
+    /// Annotation changes on the InferenceService: `Some` sets a value, `None` removes the key.
+    /// Empty when the object already says everything we need.
+    pub annotations: BTreeMap<String, Option<String>>,
+    pub scaled_object: Option<ScaledObject>,
+    pub monitor: Option<Monitor>,
+    /// The Deployment the ScaledObject scales.
+    pub scale_target: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the object carries a scaling request at all.
+    pub fn is_managed(&self) -> bool {
+        self.scaled_object.is_some()
+    }
+}
+
+/// What the planner is asked about.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub isvc: &'a Isvc,
+    /// The stored object on UPDATE (None on CREATE and in `render`).
+    pub old: Option<&'a Isvc>,
+    /// The predictor Deployment found on the cluster; the naming convention otherwise.
+    pub live_deployment: Option<&'a str>,
+}
+
+pub fn plan(input: Input<'_>, settings: &Settings) -> Result<Plan, PlanError> {
+    let isvc = input.isvc;
+    let prefix = settings.prefix.as_str();
+    match spec::parse(&isvc.annotations, prefix)? {
+        None => Ok(unmanaged(isvc, settings)),
+        Some(spec) => managed(input, &spec, settings),
+    }
+}
+
+/// No strategy: nothing to generate. If we configured this object before, undo what we set
+/// so KServe's own autoscaling takes over again, and drop our records.
+fn unmanaged(isvc: &Isvc, settings: &Settings) -> Plan {
+    let prefix = &settings.prefix;
+    let mut plan = Plan::default();
+    let record = |k: &str| format!("{prefix}/{k}");
+    let had_records = keys::RECORDS
+        .iter()
+        .any(|k| isvc.annotations.contains_key(&record(k)));
+    if had_records {
+        for k in keys::RECORDS {
+            if isvc.annotations.contains_key(&record(k)) {
+                plan.annotations.insert(record(k), None);
+            }
+        }
+        if isvc.annotations.get(AUTOSCALER_CLASS).map(String::as_str) == Some(EXTERNAL) {
+            plan.annotations.insert(AUTOSCALER_CLASS.to_string(), None);
+            plan.warnings.push(format!(
+                "{prefix}/strategy was removed: {AUTOSCALER_CLASS} is reset to KServe's default (hpa), the generated ScaledObject and monitor are deleted, and KServe's own HPA scales the predictor from now on"
+            ));
+        }
+    }
+    let leftovers: Vec<&str> = spec::input_keys(&isvc.annotations, prefix)
+        .map(|(k, _)| k)
+        .collect();
+    if !leftovers.is_empty() {
+        plan.warnings.push(format!(
+            "annotations {} have no effect without {prefix}/strategy",
+            leftovers
+                .iter()
+                .map(|k| format!("{prefix}/{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    plan
+}
+
+fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<Plan, PlanError> {
+    let isvc = input.isvc;
+    let prefix = settings.prefix.as_str();
+    let mut plan = Plan::default();
+
+    let mode = deployment_mode(input, settings)?;
+    if let Some(value) = mode {
+        plan.annotations
+            .insert(DEPLOYMENT_MODE.to_string(), Some(value));
+    }
+    match isvc.annotations.get(AUTOSCALER_CLASS).map(String::as_str) {
+        None => {
+            plan.annotations
+                .insert(AUTOSCALER_CLASS.to_string(), Some(EXTERNAL.to_string()));
+        }
+        Some(EXTERNAL) => {}
+        Some(other) => {
+            let why = match other {
+                "hpa" => {
+                    "KServe would create its own HPA for the predictor, and KEDA refuses a ScaledObject for a Deployment an HPA already scales"
+                }
+                "keda" => {
+                    "KServe would create its own ScaledObject from spec.predictor.autoScaling, and KEDA allows only one per Deployment"
+                }
+                "none" => {
+                    "KServe would pin the replicas to minReplicas and undo every scaling decision"
+                }
+                _ => "KServe does not know this autoscaler class",
+            };
+            return Err(PlanError::Conflict {
+                key: AUTOSCALER_CLASS,
+                value: spec::clip(other),
+                prefix: prefix.to_string(),
+                why: format!(
+                    "{why}; remove the annotation or set it to '{EXTERNAL}' (the webhook sets '{EXTERNAL}' itself)"
+                ),
+            });
+        }
+    }
+
+    let deployment = input
+        .live_deployment
+        .map(str::to_string)
+        .unwrap_or_else(|| names::predictor_deployment(&isvc.name, isvc.predictor.name.as_deref()));
+    let (min, max) = replica_bounds(isvc, spec, settings)?;
+    let strategies = expand(&spec.strategies);
+    let scope = Scope {
+        namespace: &isvc.namespace,
+        deployment: &deployment,
+    };
+    let window = spec.window.as_deref().unwrap_or(&settings.window);
+    let address = spec
+        .prometheus_address
+        .as_deref()
+        .unwrap_or(&settings.prometheus_address);
+
+    let mut triggers = Vec::with_capacity(strategies.len());
+    for s in &strategies {
+        triggers.push(trigger(*s, spec, settings, scope, window, address)?);
+    }
+
+    let so_name = names::fit(&deployment, names::SCALED_OBJECT_MAX);
+    let labels = generated_labels(&isvc.name);
+    plan.scaled_object = Some(ScaledObject {
+        metadata: meta(&so_name, &isvc.namespace, labels.clone()),
+        spec: ScaledObjectSpec {
+            scale_target_ref: ScaleTargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: deployment.clone(),
+            },
+            polling_interval: spec.polling_interval.unwrap_or(settings.polling_interval),
+            cooldown_period: spec.cooldown_period.unwrap_or(settings.cooldown_period),
+            min_replica_count: min,
+            max_replica_count: max,
+            triggers,
+        },
+    });
+    plan.monitor = monitor(isvc, spec, settings, &deployment, labels);
+
+    let mut records = vec![
+        (keys::SCALE_TARGET, Some(deployment.clone())),
+        (keys::SCALED_OBJECT, Some(so_name)),
+        (
+            keys::MONITOR_NAME,
+            plan.monitor.as_ref().map(|m| m.name().to_string()),
+        ),
+    ];
+    for (k, v) in records.drain(..) {
+        plan.annotations.insert(format!("{prefix}/{k}"), v);
+    }
+    plan.annotations
+        .retain(|k, v| isvc.annotations.get(k) != v.as_ref());
+    plan.scale_target = Some(deployment);
+    plan.warnings = warnings(
+        isvc,
+        spec,
+        settings,
+        &strategies,
+        min,
+        plan.monitor.is_some(),
+    );
+    Ok(plan)
+}
+
+/// The deploymentMode value to write, if any, after checking the mode allows KEDA.
+fn deployment_mode(input: Input<'_>, settings: &Settings) -> Result<Option<String>, PlanError> {
+    let isvc = input.isvc;
+    let prefix = settings.prefix.clone();
+    let current = isvc.annotations.get(DEPLOYMENT_MODE);
+    if let Some(value) = current
+        && !RAW_MODES.contains(&value.as_str())
+    {
+        return Err(PlanError::Conflict {
+            key: DEPLOYMENT_MODE,
+            value: spec::clip(value),
+            prefix,
+            why: "KEDA can only scale a raw (Standard) Deployment and this mode runs the model elsewhere (Knative revisions or ModelMesh); remove the annotation (the webhook sets raw mode) or set RawDeployment or Standard".into(),
+        });
+    }
+    let Some(old) = input.old else {
+        // CREATE: the mode can still be chosen.
+        return Ok(match current {
+            Some(_) => None,
+            None => Some(settings.raw_mode.as_str().to_string()),
+        });
+    };
+    // UPDATE: the mode was fixed when the object was created.
+    match old.annotations.get(DEPLOYMENT_MODE) {
+        Some(old_mode) if RAW_MODES.contains(&old_mode.as_str()) => {
+            // Put it back if this update dropped it, or KServe sees a mode change.
+            Ok(current.is_none().then(|| old_mode.clone()))
+        }
+        Some(old_mode) => Err(PlanError::FrozenMode {
+            name: isvc.name.clone(),
+            mode: spec::clip(old_mode),
+            prefix,
+        }),
+        None => match old.status_deployment_mode.as_deref() {
+            // Created raw because that is the cluster default; adding the annotation now
+            // would look like a mode change to KServe, so leave it out.
+            Some(m) if RAW_MODES.contains(&m) => Ok(None),
+            Some(m) => Err(PlanError::FrozenMode {
+                name: isvc.name.clone(),
+                mode: spec::clip(m),
+                prefix,
+            }),
+            None => Err(PlanError::FrozenMode {
+                name: isvc.name.clone(),
+                mode: "the cluster's default (Knative unless KServe is configured for Standard; it had no serving.kserve.io/deploymentMode annotation and no status.deploymentMode yet)".into(),
+                prefix,
+            }),
+        },
+    }
+}
+
+fn replica_bounds(
+    isvc: &Isvc,
+    spec: &ScalingSpec,
+    settings: &Settings,
+) -> Result<(u32, u32), PlanError> {
+    let prefix = &settings.prefix;
+    let (min, min_from) = match (spec.min_replicas, isvc.predictor.min_replicas) {
+        (Some(n), _) => (n, format!("{prefix}/min-replicas")),
+        (None, Some(n)) => (n, "spec.predictor.minReplicas".to_string()),
+        (None, None) => (settings.min_replicas, "the default".to_string()),
+    };
+    // KServe treats maxReplicas 0 as unset.
+    let (max, max_from) = match (
+        spec.max_replicas,
+        isvc.predictor.max_replicas.filter(|n| *n > 0),
+    ) {
+        (Some(n), _) => (n, format!("{prefix}/max-replicas")),
+        (None, Some(n)) => (n, "spec.predictor.maxReplicas".to_string()),
+        (None, None) => (settings.max_replicas.max(min), "the default".to_string()),
+    };
+    if min > max {
+        return Err(PlanError::MinAboveMax {
+            min,
+            min_from,
+            max,
+            max_from,
+            prefix: prefix.clone(),
+        });
+    }
+    Ok((min, max))
+}
+
+/// The triggers a request turns into: `tokens` brings a running-requests trigger along,
+/// because token throughput flattens once a replica saturates while the running count keeps
+/// rising with demand.
+pub fn expand(requested: &[Strategy]) -> Vec<Strategy> {
+    let mut out = Vec::with_capacity(requested.len() + 1);
+    for s in requested {
+        if !out.contains(s) {
+            out.push(*s);
+        }
+        if *s == Strategy::Tokens && !requested.contains(&Strategy::Concurrency) {
+            out.push(Strategy::Concurrency);
+        }
+    }
+    out
+}
+
+fn trigger(
+    s: Strategy,
+    spec: &ScalingSpec,
+    settings: &Settings,
+    scope: Scope<'_>,
+    window: &str,
+    address: &str,
+) -> Result<ScaleTrigger, PlanError> {
+    let prefix = settings.prefix.clone();
+    let (query, metric_type) = if s == Strategy::Custom {
+        let q = spec.query.clone().ok_or(PlanError::CustomWithoutQuery {
+            prefix: prefix.clone(),
+        })?;
+        (q, spec.metric_type.unwrap_or(MetricType::AverageValue))
+    } else {
+        let q = strategy::query(s, spec.runtime, scope, window).map_err(|source| {
+            PlanError::Unsupported {
+                prefix: prefix.clone(),
+                source,
+            }
+        })?;
+        (q, s.metric_type())
+    };
+    let threshold = spec
+        .targets
+        .get(&s)
+        .copied()
+        .or_else(|| settings.default_target(s))
+        .ok_or(PlanError::CustomWithoutTarget { prefix })?;
+
+    let mut metadata = BTreeMap::from([
+        ("serverAddress".to_string(), address.to_string()),
+        ("query".to_string(), query),
+        ("threshold".to_string(), number(threshold)),
+    ]);
+    if let Some(a) = spec.activations.get(&s) {
+        metadata.insert("activationThreshold".into(), number(*a));
+    }
+    let authentication_ref = settings.trigger_auth.as_ref().map(|auth| {
+        metadata.insert("authModes".into(), auth.modes.clone());
+        AuthenticationRef {
+            kind: auth.kind.clone(),
+            name: auth.name.clone(),
+        }
+    });
+    Ok(ScaleTrigger {
+        type_: "prometheus".into(),
+        name: s.as_str().into(),
+        metric_type: metric_type.as_str().into(),
+        metadata,
+        authentication_ref,
+    })
+}
+
+/// KEDA parses thresholds as decimal strings; print integers without a fraction.
+fn number(n: f64) -> String {
+    format!("{n}")
+}
+
+fn generated_labels(isvc: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (ISVC_LABEL.to_string(), isvc.to_string()),
+    ])
+}
+
+fn meta(name: &str, namespace: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    }
+}
+
+fn monitor(
+    isvc: &Isvc,
+    spec: &ScalingSpec,
+    settings: &Settings,
+    deployment: &str,
+    mut labels: BTreeMap<String, String>,
+) -> Option<Monitor> {
+    let kind = spec.monitor.unwrap_or(settings.monitor);
+    let port = spec.metrics_port.unwrap_or(settings.metrics_port);
+    let path = spec
+        .metrics_path
+        .clone()
+        .unwrap_or_else(|| settings.metrics_path.clone());
+    // Platform labels first, so a platform label can never remove our ownership labels.
+    let mut all = settings.monitor_labels.clone();
+    all.append(&mut labels);
+    let metadata = meta(
+        &names::fit(deployment, names::MONITOR_MAX),
+        &isvc.namespace,
+        all,
+    );
+    // Predictor pods and Service carry both labels; transformer and explainer have another
+    // component, so they are never scraped by this monitor.
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([
+            (ISVC_LABEL.to_string(), isvc.name.clone()),
+            ("component".to_string(), "predictor".to_string()),
+        ])),
+        match_expressions: None,
+    };
+    let namespace_selector = NamespaceSelector {
+        match_names: vec![isvc.namespace.clone()],
+    };
+    match kind {
+        MonitorKind::None => None,
+        MonitorKind::ServiceMonitor => Some(Monitor::Service(ServiceMonitor {
+            metadata,
+            spec: ServiceMonitorSpec {
+                selector,
+                namespace_selector,
+                endpoints: vec![Endpoint {
+                    target_port: IntOrString::Int(i32::from(port)),
+                    path,
+                }],
+            },
+        })),
+        MonitorKind::PodMonitor => Some(Monitor::Pod(PodMonitor {
+            metadata,
+            spec: PodMonitorSpec {
+                selector,
+                namespace_selector,
+                pod_metrics_endpoints: vec![PodMetricsEndpoint {
+                    port_number: port,
+                    path,
+                }],
+            },
+        })),
+    }
+}
+
+fn warnings(
+    isvc: &Isvc,
+    spec: &ScalingSpec,
+    settings: &Settings,
+    strategies: &[Strategy],
+    min: u32,
+    has_monitor: bool,
+) -> Vec<String> {
+    let prefix = &settings.prefix;
+    let p = &isvc.predictor;
+    let mut out = Vec::new();
+    let server_metrics: Vec<&str> = strategies
+        .iter()
+        .filter(|s| s.uses_server_metrics())
+        .map(|s| s.as_str())
+        .collect();
+
+    if !server_metrics.is_empty()
+        && spec.runtime == strategy::Runtime::Vllm
+        && p.args.iter().any(|a| a == "--disable-log-stats")
+    {
+        out.push(format!(
+            "the predictor starts vLLM with --disable-log-stats, which turns off the metrics that strategies {} read; remove that argument or the ScaledObject never sees load",
+            server_metrics.join(", ")
+        ));
+    }
+    if !server_metrics.is_empty()
+        && spec.runtime == strategy::Runtime::Vllm
+        && p.args.iter().any(|a| a == "--backend=huggingface")
+    {
+        out.push(format!(
+            "the predictor uses --backend=huggingface, which serves without vLLM and exports no vllm: metrics; strategies {} will read nothing",
+            server_metrics.join(", ")
+        ));
+    }
+    if min == 0 && strategies.iter().all(|s| s.is_pod_level()) {
+        out.push(format!(
+            "min replicas is 0 but every trigger reads metrics the predictor pods export themselves; with no pod there is no metric, so the model can never scale up from zero: set {prefix}/min-replicas to 1 or add a 'custom' trigger on a signal from outside the pods"
+        ));
+    }
+    let knative: Vec<&str> = isvc
+        .annotations
+        .keys()
+        .chain(p.annotation_keys.iter())
+        .map(String::as_str)
+        .filter(|k| k.starts_with("autoscaling.knative.dev/"))
+        .collect();
+    if !knative.is_empty() {
+        out.push(format!(
+            "annotations {} only affect Knative mode and are ignored in raw mode; scaling follows the ScaledObject",
+            knative.join(", ")
+        ));
+    }
+    for field in &p.ignored_scaling_fields {
+        out.push(format!(
+            "spec.predictor.{field} is ignored: with {AUTOSCALER_CLASS}={EXTERNAL} KServe leaves scaling to the generated ScaledObject"
+        ));
+    }
+    if !spec.unused.is_empty() {
+        out.push(format!(
+            "{} name strategies that were not requested and have no effect",
+            spec.unused.join(", ")
+        ));
+    }
+    if !strategies.contains(&Strategy::Custom) {
+        for (key, set) in [
+            (keys::QUERY, spec.query.is_some()),
+            (keys::METRIC_TYPE, spec.metric_type.is_some()),
+        ] {
+            if set {
+                out.push(format!(
+                    "{prefix}/{key} is only used by the 'custom' strategy and has no effect here"
+                ));
+            }
+        }
+    }
+    if !has_monitor && !server_metrics.is_empty() {
+        out.push(format!(
+            "{prefix}/monitor is none: make sure Prometheus already scrapes the predictor pods with 'namespace' and 'pod' labels, or the triggers read nothing"
+        ));
+    }
+    out
+}

@@ -1,0 +1,133 @@
+//! Typed models of the objects we generate: KEDA ScaledObject, prometheus-operator
+//! ServiceMonitor and PodMonitor. Only the fields we set are modelled, so serialising one
+//! yields exactly the fields this product owns (what server-side apply needs).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "keda.sh",
+    version = "v1alpha1",
+    kind = "ScaledObject",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaledObjectSpec {
+    pub scale_target_ref: ScaleTargetRef,
+    pub polling_interval: u32,
+    pub cooldown_period: u32,
+    pub min_replica_count: u32,
+    pub max_replica_count: u32,
+    pub triggers: Vec<ScaleTrigger>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTrigger {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub name: String,
+    pub metric_type: String,
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_ref: Option<AuthenticationRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AuthenticationRef {
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "monitoring.coreos.com",
+    version = "v1",
+    kind = "ServiceMonitor",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    pub selector: LabelSelector,
+    pub namespace_selector: NamespaceSelector,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// A container port number: KServe's predictor Service may point at the logger/batcher
+    /// agent instead of the model server, so the Service port is not reliable.
+    pub target_port: IntOrString,
+    pub path: String,
+}
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "monitoring.coreos.com",
+    version = "v1",
+    kind = "PodMonitor",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMonitorSpec {
+    pub selector: LabelSelector,
+    pub namespace_selector: NamespaceSelector,
+    pub pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMetricsEndpoint {
+    pub port_number: u16,
+    pub path: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    pub match_names: Vec<String>,
+}
+
+/// The scrape object a plan asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Monitor {
+    Service(ServiceMonitor),
+    Pod(PodMonitor),
+}
+
+impl Monitor {
+    pub fn name(&self) -> &str {
+        let meta = match self {
+            Monitor::Service(m) => &m.metadata,
+            Monitor::Pod(m) => &m.metadata,
+        };
+        meta.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            Monitor::Service(m) => serde_json::to_value(m),
+            Monitor::Pod(m) => serde_json::to_value(m),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Cluster-wide defaults the planner falls back to when an annotation is absent.
+//!
+//! These are the knobs a platform team sets (flags today, a policy file later). Keeping them in
+//! one plain struct is what lets `plan` stay a pure function of (InferenceService, Settings).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::strategy::Strategy;
+
+/// The raw-mode value written into `serving.kserve.io/deploymentMode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RawMode {
+    /// Accepted by every KServe >= 0.11 (0.16+ normalises it to `Standard`).
+    #[default]
+    RawDeployment,
+    /// The name KServe >= 0.16 uses; older releases reject it.
+    Standard,
+}
+
+impl RawMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawMode::RawDeployment => "RawDeployment",
+            RawMode::Standard => "Standard",
+        }
+    }
+}
+
+impl fmt::Display for RawMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RawMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "RawDeployment" => Ok(RawMode::RawDeployment),
+            "Standard" => Ok(RawMode::Standard),
+            other => Err(format!(
+                "raw mode '{other}' is not allowed; use RawDeployment or Standard"
+            )),
+        }
+    }
+}
+
+/// Which prometheus-operator object scrapes the predictor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MonitorKind {
+    #[default]
+    ServiceMonitor,
+    PodMonitor,
+    None,
+}
+
+impl MonitorKind {
+    pub const ALLOWED: &'static str = "servicemonitor, podmonitor, none";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "servicemonitor" => Some(MonitorKind::ServiceMonitor),
+            "podmonitor" => Some(MonitorKind::PodMonitor),
+            "none" => Some(MonitorKind::None),
+            _ => None,
+        }
+    }
+}
+
+/// Reference to a KEDA (Cluster)TriggerAuthentication holding Prometheus credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthRef {
+    /// `TriggerAuthentication` or `ClusterTriggerAuthentication`.
+    pub kind: String,
+    pub name: String,
+    /// KEDA `authModes` for the Prometheus scaler: bearer, basic, tls, custom or oauth.
+    pub modes: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Annotation prefix without the trailing slash, e.g. `scaling.io`.
+    pub prefix: String,
+    pub raw_mode: RawMode,
+    pub prometheus_address: String,
+    pub trigger_auth: Option<AuthRef>,
+    pub monitor: MonitorKind,
+    /// Extra labels on generated monitors (kube-prometheus-stack selects on `release`).
+    pub monitor_labels: BTreeMap<String, String>,
+    pub metrics_port: u16,
+    pub metrics_path: String,
+    pub window: String,
+    pub polling_interval: u32,
+    pub cooldown_period: u32,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Per-replica targets used when the user gives none.
+    pub targets: BTreeMap<Strategy, f64>,
+}
+
+/// Where Prometheus lives when neither the user nor the platform says otherwise: the
+/// governing Service prometheus-operator creates for a Prometheus in `monitoring`, which is
+/// where kube-prometheus-stack is usually installed.
+pub const DEFAULT_PROMETHEUS_ADDRESS: &str = "http://prometheus-operated.monitoring.svc:9090";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prefix: "scaling.io".to_string(),
+            raw_mode: RawMode::default(),
+            prometheus_address: DEFAULT_PROMETHEUS_ADDRESS.to_string(),
+            trigger_auth: None,
+            monitor: MonitorKind::default(),
+            monitor_labels: BTreeMap::new(),
+            metrics_port: 8080,
+            metrics_path: "/metrics".to_string(),
+            window: "1m".to_string(),
+            polling_interval: 30,
+            cooldown_period: 300,
+            min_replicas: 1,
+            max_replicas: 4,
+            targets: Strategy::ALL
+                .iter()
+                .filter_map(|s| s.default_target().map(|t| (*s, t)))
+                .collect(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn default_target(&self, strategy: Strategy) -> Option<f64> {
+        self.targets
+            .get(&strategy)
+            .copied()
+            .or_else(|| strategy.default_target())
+    }
+}
