@@ -236,6 +236,9 @@ pub fn query(
             .collect::<Vec<_>>()
             .join(", "),
     };
+    if !supports(runtime, strategy) || strategy == Strategy::Custom {
+        return Err(unsupported());
+    }
     let q = match (strategy, runtime) {
         (Strategy::Tokens, Runtime::Vllm) => {
             format!("sum({})", rate("vllm:generation_tokens_total"))
@@ -279,6 +282,7 @@ pub fn query(
             "sum(rate({{__name__=~\"kepler_pod_(cpu|gpu)_joules_total\",{}}}[{window}]))",
             scope.matchers("pod_namespace", "pod_name")
         ),
+        // Every pair `supports` accepts has an arm above.
         _ => return Err(unsupported()),
     };
     Ok(q)
@@ -286,11 +290,13 @@ pub fn query(
 
 /// Whether `runtime` exports what `strategy` needs.
 pub fn supports(runtime: Runtime, strategy: Strategy) -> bool {
-    let scope = Scope {
-        namespace: "ns",
-        deployment: "d",
-    };
-    strategy == Strategy::Custom || query(strategy, runtime, scope, "1m").is_ok()
+    !matches!(
+        (strategy, runtime),
+        (
+            Strategy::KvCache | Strategy::Ttft | Strategy::Itl,
+            Runtime::Tgi
+        ) | (Strategy::Itl, Runtime::Sglang)
+    )
 }
 
 #[cfg(test)]
