@@ -8,3 +8,5 @@ pub mod resources;
 pub mod settings;
 pub mod spec;
 pub mod strategy;
+pub mod metrics;
+pub mod reconcile;

@@ -1,0 +1,1 @@
+//! The controller that applies, repairs and deletes generated objects on the cluster.
