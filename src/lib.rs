@@ -1,12 +1,18 @@
 //! Turns an annotated KServe InferenceService into a KEDA ScaledObject and a Prometheus
 //! monitor, as a mutating admission webhook, a controller and an offline renderer.
 
+pub mod admission;
 pub mod isvc;
+pub mod metrics;
 pub mod names;
+pub mod patch;
 pub mod plan;
+pub mod reconcile;
+pub mod render;
 pub mod resources;
+pub mod serve;
+pub mod server;
 pub mod settings;
 pub mod spec;
 pub mod strategy;
-pub mod metrics;
-pub mod reconcile;
+pub mod tls;

@@ -1,1 +1,339 @@
-fn main() {}
+//! Command line: `render`, `serve`, `version`. Parsing and wiring only.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kserve_keda_webhook::render;
+use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
+use kserve_keda_webhook::server::{AppState, Readiness};
+use kserve_keda_webhook::settings::{AuthRef, RawMode, Settings};
+use kserve_keda_webhook::strategy::Strategy;
+use kserve_keda_webhook::tls;
+
+#[derive(Parser)]
+#[command(
+    name = "kserve-keda-webhook",
+    version,
+    about = "Turns an annotated KServe InferenceService into a KEDA ScaledObject and a Prometheus monitor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the mutated InferenceService and every object generated for it, as YAML.
+    Render(RenderArgs),
+    /// Run the HTTPS admission webhook.
+    Serve(Box<ServeArgs>),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// InferenceService manifest to read, or `-` for standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: String,
+    /// Namespace for objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    #[command(flatten)]
+    planning: PlanningArgs,
+}
+
+/// Cluster defaults: what a platform team sets for everyone.
+#[derive(Args, Clone)]
+struct PlanningArgs {
+    /// Value written to serving.kserve.io/deploymentMode (Standard needs KServe >= 0.16).
+    #[arg(long, value_name = "MODE", default_value = "RawDeployment")]
+    raw_mode: String,
+    /// Prometheus URL KEDA queries when an InferenceService names none.
+    #[arg(long, value_name = "URL")]
+    prometheus_address: Option<String>,
+    /// Label put on every generated monitor, e.g. release=prometheus (repeatable).
+    #[arg(long = "monitor-label", value_name = "KEY=VALUE")]
+    monitor_labels: Vec<String>,
+    /// Kind of the KEDA authentication object for Prometheus.
+    #[arg(long, value_name = "KIND", requires = "trigger_auth_name")]
+    trigger_auth_kind: Option<TriggerAuthKind>,
+    /// Name of the (Cluster)TriggerAuthentication for Prometheus.
+    #[arg(long, value_name = "NAME", requires = "trigger_auth_kind")]
+    trigger_auth_name: Option<String>,
+    /// KEDA authModes for Prometheus, e.g. bearer.
+    #[arg(long, value_name = "MODES", default_value = "bearer")]
+    trigger_auth_modes: String,
+    /// Default per-replica target for a strategy, e.g. queue=8 (repeatable).
+    #[arg(long = "default-target", value_name = "STRATEGY=VALUE")]
+    default_targets: Vec<String>,
+    /// Minimum replicas when neither annotation nor spec sets one.
+    #[arg(long, value_name = "N")]
+    default_min_replicas: Option<u32>,
+    /// Maximum replicas when neither annotation nor spec sets one.
+    #[arg(long, value_name = "N")]
+    default_max_replicas: Option<u32>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TriggerAuthKind {
+    #[value(name = "TriggerAuthentication")]
+    TriggerAuthentication,
+    #[value(name = "ClusterTriggerAuthentication")]
+    ClusterTriggerAuthentication,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address of the HTTPS listener.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    addr: SocketAddr,
+    /// Optional plain-HTTP listener for /healthz, /readyz and /metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// PEM certificate chain; re-read when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "self_signed",
+        requires = "tls_key_file"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key; re-read when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Generate a throw-away CA and certificate for localhost (for local runs).
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    self_signed: bool,
+    /// Where --self-signed writes tls.crt, tls.key and ca.crt.
+    #[arg(long, value_name = "DIR", requires = "self_signed")]
+    self_signed_dir: Option<PathBuf>,
+    /// How often the certificate files are checked for rotation, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    cert_reload_interval: u64,
+    /// Seconds between turning unready and closing the listener on shutdown.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    shutdown_delay: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Log filter (tracing syntax), e.g. info or kserve_keda_webhook=debug.
+    #[arg(long, default_value = "info", env = "RUST_LOG")]
+    log_level: String,
+    /// Serve admission only; do not run the controller.
+    #[arg(long)]
+    no_controller: bool,
+    #[command(flatten)]
+    planning: PlanningArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("kserve-keda-webhook {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Render(args) => run_render(args),
+        Command::Serve(args) => match run_serve(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run_render(args: RenderArgs) -> ExitCode {
+    let settings = match settings(&args.planning) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match read_input(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match render::render(&text, &args.namespace, &settings) {
+        Ok(out) => {
+            for w in &out.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", out.yaml);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn read_input(file: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+    } else {
+        bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+    }
+    String::from_utf8(bytes).with_context(|| format!("{file} is not UTF-8 text"))
+}
+
+fn settings(args: &PlanningArgs) -> anyhow::Result<Settings> {
+    let mut s = Settings {
+        raw_mode: args
+            .raw_mode
+            .parse::<RawMode>()
+            .map_err(|e| anyhow::anyhow!("--raw-mode: {e}"))?,
+        ..Settings::default()
+    };
+    if let Some(addr) = &args.prometheus_address {
+        if !(addr.starts_with("http://") || addr.starts_with("https://")) {
+            bail!("--prometheus-address: '{addr}' is not an http(s) URL");
+        }
+        s.prometheus_address = addr.clone();
+    }
+    s.monitor_labels = pairs("--monitor-label", &args.monitor_labels)?;
+    if let (Some(kind), Some(name)) = (args.trigger_auth_kind, &args.trigger_auth_name) {
+        s.trigger_auth = Some(AuthRef {
+            kind: match kind {
+                TriggerAuthKind::TriggerAuthentication => "TriggerAuthentication",
+                TriggerAuthKind::ClusterTriggerAuthentication => "ClusterTriggerAuthentication",
+            }
+            .to_string(),
+            name: name.clone(),
+            modes: args.trigger_auth_modes.clone(),
+        });
+    }
+    for (name, value) in pairs("--default-target", &args.default_targets)? {
+        let strategy = Strategy::parse(&name).filter(|s| *s != Strategy::Custom).with_context(|| {
+            format!("--default-target: '{name}' is not a strategy; allowed: tokens, concurrency, queue, kv-cache, ttft, itl, gpu, power")
+        })?;
+        let target = value
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .with_context(|| {
+                format!("--default-target {name}: '{value}' is not a number greater than 0")
+            })?;
+        s.targets.insert(strategy, target);
+    }
+    if let Some(n) = args.default_min_replicas {
+        s.min_replicas = n;
+    }
+    if let Some(n) = args.default_max_replicas {
+        if n == 0 {
+            bail!("--default-max-replicas: must be at least 1");
+        }
+        s.max_replicas = n;
+    }
+    if s.min_replicas > s.max_replicas {
+        bail!(
+            "--default-min-replicas {} is greater than --default-max-replicas {}",
+            s.min_replicas,
+            s.max_replicas
+        );
+    }
+    Ok(s)
+}
+
+fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{flag}: '{item}' is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, &args.log_level)?;
+    let settings = settings(&args.planning)?;
+    let certs = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_interval: Duration::from_secs(args.cert_reload_interval.max(1)),
+        },
+        _ => self_signed(&args)?,
+    };
+    if !args.no_controller {
+        bail!("the controller is not available in this build yet; run with --no-controller");
+    }
+    let listener = serve::listen(args.addr)?;
+    let metrics_listener = args.metrics_addr.map(serve::listen).transpose()?;
+    let state = AppState::new(settings, Readiness::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve::run(
+        ServeOptions {
+            listener,
+            metrics_listener,
+            certs,
+            shutdown_delay: Duration::from_secs(args.shutdown_delay),
+            drain_timeout: Duration::from_secs(25),
+        },
+        state,
+        serve::signal(),
+    ))?;
+    Ok(())
+}
+
+fn self_signed(args: &ServeArgs) -> anyhow::Result<CertFiles> {
+    let dir = args.self_signed_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("kserve-keda-webhook-{}", std::process::id()))
+    });
+    let names = [
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let issued = tls::self_signed(&names, Duration::from_secs(365 * 24 * 3600))?;
+    let (cert, key, ca) = tls::write_dir(&dir, &issued)?;
+    eprintln!(
+        "self-signed CA written to {} (trust it with: curl --cacert {} ...)",
+        ca.display(),
+        ca.display()
+    );
+    Ok(CertFiles {
+        cert,
+        key,
+        reload_interval: Duration::from_secs(args.cert_reload_interval.max(1)),
+    })
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("--log-level: '{filter}' is not a valid filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}

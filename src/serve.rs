@@ -1,0 +1,160 @@
+//! `serve`: runs the admission server (and, later in the sequence, the controller) until a
+//! shutdown signal, then drains.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use hyper_util::rt::TokioTimer;
+use tracing::{error, info};
+
+use crate::server::{self, AppState};
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Where the serving certificate comes from.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// How often the files are checked for a rotated certificate.
+    pub reload_interval: Duration,
+}
+
+pub struct ServeOptions {
+    pub listener: TcpListener,
+    /// Optional plain-HTTP listener for probes and metrics.
+    pub metrics_listener: Option<TcpListener>,
+    pub certs: CertFiles,
+    /// Time between turning unready and closing the listener, so endpoint controllers stop
+    /// sending new reviews here before it goes away.
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take to finish once draining starts.
+    pub drain_timeout: Duration,
+}
+
+/// Binds a TCP listener; with port 0 the kernel picks one (see `local_addr`).
+pub fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let l = TcpListener::bind(addr).map_err(|source| ServeError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    l.set_nonblocking(true)
+        .map_err(|source| ServeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(l)
+}
+
+/// Serves until `shutdown` resolves, then drains gracefully.
+pub async fn run(
+    opts: ServeOptions,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (pem, config) = tls::load(&opts.certs.cert, &opts.certs.key)?;
+    let rustls = RustlsConfig::from_config(std::sync::Arc::new(config));
+    let reload = tokio::spawn(tls::watch(
+        rustls.clone(),
+        opts.certs.cert.clone(),
+        opts.certs.key.clone(),
+        pem,
+        opts.certs.reload_interval,
+        state.metrics.clone(),
+    ));
+
+    let addr = opts
+        .listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let handle: Handle<SocketAddr> = Handle::new();
+    let mut server = axum_server::from_tcp_rustls(opts.listener, rustls)
+        .map_err(|source| ServeError::Listen {
+            addr: addr.clone(),
+            source,
+        })?
+        .handle(handle.clone());
+    // Slow-header clients are cut off; slow bodies hit the router's request timeout.
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5));
+    let app = server::router(state.clone());
+    let tls_task = tokio::spawn(server.serve(app.into_make_service()));
+
+    let metrics_handle: Handle<SocketAddr> = Handle::new();
+    let metrics_task = match opts.metrics_listener {
+        Some(l) => {
+            let server = axum_server::from_tcp(l)
+                .map_err(|source| ServeError::Listen {
+                    addr: "metrics".into(),
+                    source,
+                })?
+                .handle(metrics_handle.clone());
+            let app = server::probes_router(state.clone());
+            Some(tokio::spawn(server.serve(app.into_make_service())))
+        }
+        None => None,
+    };
+
+    if let Some(bound) = handle.listening().await {
+        info!(addr = %bound, "listening for admission reviews over TLS");
+        state.readiness.set_listening();
+    }
+
+    shutdown.await;
+    info!("shutdown requested; turning unready and draining");
+    state.readiness.set_shutting_down();
+    tokio::time::sleep(opts.shutdown_delay).await;
+    handle.graceful_shutdown(Some(opts.drain_timeout));
+    metrics_handle.graceful_shutdown(Some(opts.drain_timeout));
+    reload.abort();
+    for task in std::iter::once(tls_task).chain(metrics_task) {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "listener failed"),
+            Err(e) => error!(error = %e, "listener task failed"),
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = ctrl_c => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

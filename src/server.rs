@@ -1,0 +1,169 @@
+//! The HTTPS admission server: `/mutate`, health, readiness and metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use tower_http::timeout::TimeoutLayer;
+use tracing::warn;
+
+use crate::admission;
+use crate::metrics::{self, Metrics, OutcomeLabels};
+use crate::settings::Settings;
+
+/// Largest AdmissionReview accepted. An InferenceService is stored in etcd (1.5 MiB limit)
+/// and a review holds the new and the old object, so 4 MiB fits every legitimate request.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Readiness: up once listening (and, with the controller, once its caches have synced);
+/// down again as soon as shutdown begins so the endpoints drop this replica first.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    listening: Arc<AtomicBool>,
+    controller_synced: Arc<AtomicBool>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// `needs_controller`: false when the controller is disabled.
+    pub fn new(needs_controller: bool) -> Readiness {
+        let r = Readiness::default();
+        r.controller_synced
+            .store(!needs_controller, Ordering::SeqCst);
+        r
+    }
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+    pub fn set_controller_synced(&self, synced: bool) {
+        self.controller_synced.store(synced, Ordering::SeqCst);
+    }
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+            && self.controller_synced.load(Ordering::SeqCst)
+            && !self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+    pub readiness: Readiness,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, readiness: Readiness) -> AppState {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        AppState {
+            settings: Arc::new(settings),
+            metrics,
+            registry: Arc::new(registry),
+            readiness,
+        }
+    }
+}
+
+/// The full router of the TLS listener.
+pub fn router(state: AppState) -> Router {
+    probes()
+        .route("/mutate", post(mutate))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A client that trickles its body in cannot hold a connection and a task forever.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+/// Health, readiness and metrics only, for the optional plain-HTTP listener.
+pub fn probes_router(state: AppState) -> Router {
+    probes().with_state(state)
+}
+
+fn probes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics::encode(&state.registry),
+    )
+        .into_response()
+}
+
+async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let result = admission::review(&body, &state.settings);
+    let outcome = match &result {
+        Ok((_, o)) => o.as_str(),
+        Err(_) => "invalid",
+    };
+    state
+        .metrics
+        .admission_requests
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    state
+        .metrics
+        .admission_duration
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok((bytes, _)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => {
+            warn!(error = %e, "rejected a body that is not an AdmissionReview");
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// How long a request may take end to end on the TLS port, including slow clients.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_listener_and_controller_and_drops_on_shutdown() {
+        let r = Readiness::new(true);
+        assert!(!r.is_ready());
+        r.set_listening();
+        assert!(!r.is_ready());
+        r.set_controller_synced(true);
+        assert!(r.is_ready());
+        r.set_shutting_down();
+        assert!(!r.is_ready());
+        let r = Readiness::new(false);
+        r.set_listening();
+        assert!(r.is_ready());
+    }
+}
