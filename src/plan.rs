@@ -576,3 +576,6 @@ fn warnings(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,642 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::settings::{AuthRef, RawMode};
+
+fn isvc(annotations: &[(&str, &str)], predictor: serde_json::Value) -> Isvc {
+    let meta = ObjectMeta {
+        name: Some("qwen".into()),
+        namespace: Some("llm".into()),
+        annotations: Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..ObjectMeta::default()
+    };
+    Isvc::from_parts(&meta, &json!({"spec": {"predictor": predictor}}), "default").unwrap()
+}
+
+fn create(i: &Isvc) -> Result<Plan, PlanError> {
+    plan(
+        Input {
+            isvc: i,
+            old: None,
+            live_deployment: None,
+        },
+        &Settings::default(),
+    )
+}
+
+fn update(new: &Isvc, old: &Isvc) -> Result<Plan, PlanError> {
+    plan(
+        Input {
+            isvc: new,
+            old: Some(old),
+            live_deployment: None,
+        },
+        &Settings::default(),
+    )
+}
+
+fn so(p: &Plan) -> &ScaledObjectSpec {
+    &p.scaled_object.as_ref().unwrap().spec
+}
+
+fn set<'a>(p: &'a Plan, key: &str) -> Option<&'a str> {
+    p.annotations.get(key).and_then(|v| v.as_deref())
+}
+
+#[test]
+fn tokens_creates_raw_external_scaled_object_and_monitor() {
+    let p = create(&isvc(&[("scaling.io/strategy", "tokens")], json!({}))).unwrap();
+    assert_eq!(set(&p, DEPLOYMENT_MODE), Some("RawDeployment"));
+    assert_eq!(set(&p, AUTOSCALER_CLASS), Some("external"));
+    assert_eq!(set(&p, "scaling.io/scale-target"), Some("qwen-predictor"));
+    assert_eq!(set(&p, "scaling.io/scaled-object"), Some("qwen-predictor"));
+    assert_eq!(set(&p, "scaling.io/monitor-name"), Some("qwen-predictor"));
+
+    let so_obj = p.scaled_object.as_ref().unwrap();
+    assert_eq!(so_obj.metadata.namespace.as_deref(), Some("llm"));
+    assert_eq!(
+        so_obj.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL],
+        MANAGED_BY
+    );
+    let spec = so(&p);
+    assert_eq!(spec.scale_target_ref.name, "qwen-predictor");
+    assert_eq!(spec.scale_target_ref.kind, "Deployment");
+    assert_eq!((spec.min_replica_count, spec.max_replica_count), (1, 4));
+    assert_eq!((spec.polling_interval, spec.cooldown_period), (30, 300));
+    let names: Vec<&str> = spec.triggers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["tokens", "concurrency"]);
+    for t in &spec.triggers {
+        assert_eq!(t.type_, "prometheus");
+        assert_eq!(t.metric_type, "AverageValue");
+        assert_eq!(
+            t.metadata["serverAddress"],
+            "http://prometheus-operated.monitoring.svc:9090"
+        );
+    }
+    assert_eq!(spec.triggers[0].metadata["threshold"], "1000");
+    assert_eq!(spec.triggers[1].metadata["threshold"], "4");
+    assert!(matches!(p.monitor, Some(Monitor::Service(_))));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn each_strategy_has_its_metric_type_and_default_target() {
+    for (name, metric_type, threshold) in [
+        ("concurrency", "AverageValue", "4"),
+        ("queue", "AverageValue", "5"),
+        ("kv-cache", "Value", "0.7"),
+        ("ttft", "Value", "1"),
+        ("itl", "Value", "0.1"),
+        ("tpot", "Value", "0.1"),
+        ("gpu", "Value", "80"),
+        ("power", "AverageValue", "200"),
+    ] {
+        let p = create(&isvc(&[("scaling.io/strategy", name)], json!({}))).unwrap();
+        let [t] = &so(&p).triggers[..] else {
+            panic!("{name}: one trigger expected");
+        };
+        assert_eq!(t.metric_type, metric_type, "{name}");
+        assert_eq!(t.metadata["threshold"], threshold, "{name}");
+        assert!(
+            t.metadata["query"].contains("qwen-predictor-[a-z0-9]+-[a-z0-9]+"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn several_strategies_give_several_triggers_with_their_own_targets() {
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue,kv-cache,tokens,concurrency"),
+            ("scaling.io/target-queue", "3"),
+            ("scaling.io/target-concurrency", "16"),
+            ("scaling.io/activation-target-queue", "1"),
+        ],
+        json!({}),
+    ))
+    .unwrap();
+    let t = &so(&p).triggers;
+    let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["queue", "kv-cache", "tokens", "concurrency"]);
+    assert_eq!(t[0].metadata["threshold"], "3");
+    assert_eq!(t[0].metadata["activationThreshold"], "1");
+    assert!(!t[1].metadata.contains_key("activationThreshold"));
+    assert_eq!(t[3].metadata["threshold"], "16");
+}
+
+#[test]
+fn named_predictor_and_live_deployment_decide_the_target() {
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({"name": "main"}));
+    let p = create(&i).unwrap();
+    assert_eq!(so(&p).scale_target_ref.name, "qwen-main-predictor");
+    let p = plan(
+        Input {
+            isvc: &i,
+            old: None,
+            live_deployment: Some("qwen-predictor-default"),
+        },
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(so(&p).scale_target_ref.name, "qwen-predictor-default");
+    assert!(so(&p).triggers[0].metadata["query"].contains("qwen-predictor-default-[a-z0-9]+"));
+}
+
+#[test]
+fn long_names_fit_keda_limit() {
+    let meta = ObjectMeta {
+        name: Some("a".repeat(50)),
+        annotations: Some(BTreeMap::from([(
+            "scaling.io/strategy".to_string(),
+            "queue".to_string(),
+        )])),
+        ..ObjectMeta::default()
+    };
+    let i = Isvc::from_parts(&meta, &json!({}), "ns").unwrap();
+    let p = create(&i).unwrap();
+    let name = p.scaled_object.unwrap().metadata.name.unwrap();
+    assert!(name.len() <= 54, "{name}");
+    assert_eq!(
+        set(
+            &Plan {
+                annotations: p.annotations.clone(),
+                ..Plan::default()
+            },
+            "scaling.io/scaled-object"
+        ),
+        Some(name.as_str())
+    );
+    // The target keeps the real Deployment name, whatever its length.
+    assert_eq!(
+        p.scale_target.as_deref(),
+        Some(&*format!("{}-predictor", "a".repeat(50)))
+    );
+}
+
+#[test]
+fn replicas_come_from_annotation_then_spec_then_defaults() {
+    let p = create(&isvc(
+        &[("scaling.io/strategy", "queue")],
+        json!({"minReplicas": 2, "maxReplicas": 6}),
+    ))
+    .unwrap();
+    assert_eq!((so(&p).min_replica_count, so(&p).max_replica_count), (2, 6));
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/min-replicas", "3"),
+            ("scaling.io/max-replicas", "9"),
+        ],
+        json!({"minReplicas": 2, "maxReplicas": 6}),
+    ))
+    .unwrap();
+    assert_eq!((so(&p).min_replica_count, so(&p).max_replica_count), (3, 9));
+    // maxReplicas 0 is KServe's "unset"; a min above the default max raises the max.
+    let p = create(&isvc(
+        &[("scaling.io/strategy", "queue")],
+        json!({"minReplicas": 6, "maxReplicas": 0}),
+    ))
+    .unwrap();
+    assert_eq!((so(&p).min_replica_count, so(&p).max_replica_count), (6, 6));
+}
+
+#[test]
+fn min_above_max_is_denied_with_sources() {
+    let e = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/min-replicas", "5"),
+        ],
+        json!({"maxReplicas": 3}),
+    ))
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("min replicas 5 (from scaling.io/min-replicas)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("max replicas 3 (from spec.predictor.maxReplicas)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn custom_needs_query_and_target_and_honours_metric_type() {
+    let e = create(&isvc(
+        &[
+            ("scaling.io/strategy", "custom"),
+            ("scaling.io/target", "5"),
+        ],
+        json!({}),
+    ))
+    .unwrap_err();
+    assert!(matches!(e, PlanError::CustomWithoutQuery { .. }), "{e}");
+    assert!(e.to_string().contains("scaling.io/query"));
+    let e = create(&isvc(
+        &[
+            ("scaling.io/strategy", "custom"),
+            ("scaling.io/query", "sum(x)"),
+        ],
+        json!({}),
+    ))
+    .unwrap_err();
+    assert!(matches!(e, PlanError::CustomWithoutTarget { .. }), "{e}");
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "custom"),
+            ("scaling.io/query", "max(gateway_pending{model=\"qwen\"})"),
+            ("scaling.io/metric-type", "Value"),
+            ("scaling.io/target", "10"),
+            ("scaling.io/min-replicas", "0"),
+        ],
+        json!({}),
+    ))
+    .unwrap();
+    let t = &so(&p).triggers[0];
+    assert_eq!(t.metric_type, "Value");
+    assert_eq!(t.metadata["query"], "max(gateway_pending{model=\"qwen\"})");
+    // A signal from outside the pods can wake the model from zero: no warning.
+    assert!(
+        !p.warnings.iter().any(|w| w.contains("from zero")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn runtime_changes_metric_names_and_refuses_missing_ones() {
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/runtime", "tgi"),
+        ],
+        json!({}),
+    ))
+    .unwrap();
+    assert!(so(&p).triggers[0].metadata["query"].starts_with("sum(tgi_queue_size{"));
+    let e = create(&isvc(
+        &[
+            ("scaling.io/strategy", "kv-cache"),
+            ("scaling.io/runtime", "tgi"),
+        ],
+        json!({}),
+    ))
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("annotation scaling.io/strategy") && msg.contains("'kv-cache'"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn conflicting_kserve_annotations_are_denied() {
+    for (key, value) in [
+        (DEPLOYMENT_MODE, "Knative"),
+        (DEPLOYMENT_MODE, "Serverless"),
+        (DEPLOYMENT_MODE, "ModelMesh"),
+        (AUTOSCALER_CLASS, "hpa"),
+        (AUTOSCALER_CLASS, "keda"),
+        (AUTOSCALER_CLASS, "none"),
+        (AUTOSCALER_CLASS, "kpa"),
+    ] {
+        let e = create(&isvc(
+            &[("scaling.io/strategy", "queue"), (key, value)],
+            json!({}),
+        ))
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("{key}={value}")), "{msg}");
+        assert!(msg.contains("scaling.io/strategy"), "{msg}");
+    }
+}
+
+#[test]
+fn explicit_raw_mode_and_external_class_are_kept() {
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            (DEPLOYMENT_MODE, "Standard"),
+            (AUTOSCALER_CLASS, "external"),
+        ],
+        json!({}),
+    ))
+    .unwrap();
+    assert!(!p.annotations.contains_key(DEPLOYMENT_MODE));
+    assert!(!p.annotations.contains_key(AUTOSCALER_CLASS));
+}
+
+#[test]
+fn standard_mode_is_selectable() {
+    let settings = Settings {
+        raw_mode: RawMode::Standard,
+        ..Settings::default()
+    };
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let p = plan(
+        Input {
+            isvc: &i,
+            old: None,
+            live_deployment: None,
+        },
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(set(&p, DEPLOYMENT_MODE), Some("Standard"));
+}
+
+#[test]
+fn update_adding_strategy_to_knative_object_is_denied_as_frozen() {
+    let new = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    // Old object says Knative in its annotation.
+    let old = isvc(&[(DEPLOYMENT_MODE, "Serverless")], json!({}));
+    let e = update(&new, &old).unwrap_err();
+    assert!(matches!(e, PlanError::FrozenMode { .. }), "{e}");
+    assert!(e.to_string().contains("recreate"), "{e}");
+    // Old object has no annotation but its status says Knative.
+    let mut old = isvc(&[], json!({}));
+    old.status_deployment_mode = Some("Serverless".into());
+    assert!(matches!(
+        update(&new, &old),
+        Err(PlanError::FrozenMode { .. })
+    ));
+    // No annotation and no status: created in the cluster default, which we cannot prove raw.
+    let old = isvc(&[], json!({}));
+    assert!(matches!(
+        update(&new, &old),
+        Err(PlanError::FrozenMode { .. })
+    ));
+}
+
+#[test]
+fn update_on_raw_object_restores_a_dropped_mode_and_never_adds_a_new_one() {
+    let new = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let old = isvc(&[(DEPLOYMENT_MODE, "Standard")], json!({}));
+    let p = update(&new, &old).unwrap();
+    assert_eq!(set(&p, DEPLOYMENT_MODE), Some("Standard"));
+    // Raw by cluster default (status only): no annotation is added, it would read as a change.
+    let mut old = isvc(&[], json!({}));
+    old.status_deployment_mode = Some("RawDeployment".into());
+    let p = update(&new, &old).unwrap();
+    assert!(!p.annotations.contains_key(DEPLOYMENT_MODE));
+    assert_eq!(set(&p, AUTOSCALER_CLASS), Some("external"));
+}
+
+#[test]
+fn update_that_changes_nothing_we_own_has_no_annotation_changes() {
+    let first = create(&isvc(&[("scaling.io/strategy", "tokens")], json!({}))).unwrap();
+    let mut pairs: Vec<(String, String)> = vec![("scaling.io/strategy".into(), "tokens".into())];
+    for (k, v) in &first.annotations {
+        pairs.push((k.clone(), v.clone().unwrap()));
+    }
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let stored = isvc(&refs, json!({}));
+    let p = update(&stored, &stored).unwrap();
+    assert!(p.annotations.is_empty(), "{:?}", p.annotations);
+    assert!(p.scaled_object.is_some());
+}
+
+#[test]
+fn no_scaling_annotation_passes_through_untouched() {
+    let p = create(&isvc(&[("team", "a")], json!({"minReplicas": 0}))).unwrap();
+    assert_eq!(p, Plan::default());
+}
+
+#[test]
+fn removing_the_strategy_undoes_what_we_set() {
+    let i = isvc(
+        &[
+            (AUTOSCALER_CLASS, "external"),
+            (DEPLOYMENT_MODE, "RawDeployment"),
+            ("scaling.io/scaled-object", "qwen-predictor"),
+            ("scaling.io/scale-target", "qwen-predictor"),
+            ("scaling.io/target", "3"),
+        ],
+        json!({}),
+    );
+    let p = update(&i, &i).unwrap();
+    assert_eq!(p.annotations.get(AUTOSCALER_CLASS), Some(&None));
+    assert_eq!(p.annotations.get("scaling.io/scaled-object"), Some(&None));
+    assert_eq!(p.annotations.get("scaling.io/scale-target"), Some(&None));
+    // The mode is frozen: it stays.
+    assert!(!p.annotations.contains_key(DEPLOYMENT_MODE));
+    assert!(p.scaled_object.is_none() && p.monitor.is_none());
+    assert!(
+        p.warnings.iter().any(|w| w.contains("HPA")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(
+        p.warnings.iter().any(|w| w.contains("scaling.io/target")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn warnings_for_what_will_not_work() {
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "tokens"),
+            ("autoscaling.knative.dev/target", "10"),
+        ],
+        json!({
+            "minReplicas": 0,
+            "scaleMetric": "concurrency",
+            "model": {"args": ["--disable-log-stats", "--backend=huggingface"]},
+            "annotations": {"autoscaling.knative.dev/metric": "rps"}
+        }),
+    ))
+    .unwrap();
+    let all = p.warnings.join("\n");
+    for needle in [
+        "--disable-log-stats",
+        "--backend=huggingface",
+        "scale up from zero",
+        "autoscaling.knative.dev/target",
+        "autoscaling.knative.dev/metric",
+        "spec.predictor.scaleMetric",
+    ] {
+        assert!(all.contains(needle), "missing {needle} in:\n{all}");
+    }
+}
+
+#[test]
+fn warnings_stay_within_what_the_api_server_shows() {
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "tokens,queue"),
+            ("scaling.io/target-gpu", "3"),
+            ("scaling.io/monitor", "none"),
+        ],
+        json!({"minReplicas": 0, "model": {"args": ["--disable-log-stats"]}}),
+    ))
+    .unwrap();
+    assert!(p.warnings.len() >= 4, "{:?}", p.warnings);
+    for w in &p.warnings {
+        assert!(w.len() <= 256, "{} chars: {w}", w.len());
+    }
+}
+
+#[test]
+fn gpu_and_power_do_not_warn_about_log_stats() {
+    let p = create(&isvc(
+        &[("scaling.io/strategy", "gpu,power")],
+        json!({"model": {"args": ["--disable-log-stats"]}}),
+    ))
+    .unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn monitor_choices_port_path_and_platform_labels() {
+    let settings = Settings {
+        monitor_labels: BTreeMap::from([
+            ("release".to_string(), "prometheus".to_string()),
+            (MANAGED_BY_LABEL.to_string(), "someone-else".to_string()),
+        ]),
+        ..Settings::default()
+    };
+    let i = isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/monitor", "podmonitor"),
+            ("scaling.io/metrics-port", "9000"),
+            ("scaling.io/metrics-path", "/stats"),
+        ],
+        json!({}),
+    );
+    let p = plan(
+        Input {
+            isvc: &i,
+            old: None,
+            live_deployment: None,
+        },
+        &settings,
+    )
+    .unwrap();
+    let Some(Monitor::Pod(pm)) = &p.monitor else {
+        panic!("PodMonitor expected");
+    };
+    let labels = pm.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["release"], "prometheus");
+    assert_eq!(
+        labels[MANAGED_BY_LABEL], MANAGED_BY,
+        "ownership label cannot be overridden"
+    );
+    assert_eq!(pm.spec.pod_metrics_endpoints[0].port_number, 9000);
+    assert_eq!(pm.spec.pod_metrics_endpoints[0].path, "/stats");
+    let sel = pm.spec.selector.match_labels.as_ref().unwrap();
+    assert_eq!(sel[ISVC_LABEL], "qwen");
+    assert_eq!(sel["component"], "predictor");
+    assert_eq!(pm.spec.namespace_selector.match_names, vec!["llm"]);
+
+    let i = isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/monitor", "none"),
+        ],
+        json!({}),
+    );
+    let p = create(&i).unwrap();
+    assert!(p.monitor.is_none());
+    assert!(!p.annotations.contains_key("scaling.io/monitor-name"));
+}
+
+#[test]
+fn trigger_auth_and_prometheus_address() {
+    let settings = Settings {
+        trigger_auth: Some(AuthRef {
+            kind: "ClusterTriggerAuthentication".into(),
+            name: "prom".into(),
+            modes: "bearer".into(),
+        }),
+        ..Settings::default()
+    };
+    let i = isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/prometheus-address", "https://thanos:9091"),
+        ],
+        json!({}),
+    );
+    let p = plan(
+        Input {
+            isvc: &i,
+            old: None,
+            live_deployment: None,
+        },
+        &settings,
+    )
+    .unwrap();
+    let t = &so(&p).triggers[0];
+    assert_eq!(t.metadata["serverAddress"], "https://thanos:9091");
+    assert_eq!(t.metadata["authModes"], "bearer");
+    let auth = t.authentication_ref.as_ref().unwrap();
+    assert_eq!(
+        (auth.kind.as_str(), auth.name.as_str()),
+        ("ClusterTriggerAuthentication", "prom")
+    );
+}
+
+#[test]
+fn platform_default_targets_apply_below_user_targets() {
+    let mut settings = Settings::default();
+    settings.targets.insert(Strategy::Queue, 12.0);
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let p = plan(
+        Input {
+            isvc: &i,
+            old: None,
+            live_deployment: None,
+        },
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(so(&p).triggers[0].metadata["threshold"], "12");
+    let i = isvc(
+        &[("scaling.io/strategy", "queue"), ("scaling.io/target", "2")],
+        json!({}),
+    );
+    let p = plan(
+        Input {
+            isvc: &i,
+            old: None,
+            live_deployment: None,
+        },
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(so(&p).triggers[0].metadata["threshold"], "2");
+}
+
+#[test]
+fn sglang_runtime() {
+    let p = create(&isvc(
+        &[
+            ("scaling.io/strategy", "tokens"),
+            ("scaling.io/runtime", "sglang"),
+        ],
+        json!({}),
+    ))
+    .unwrap();
+    let q: Vec<&str> = so(&p)
+        .triggers
+        .iter()
+        .map(|t| t.metadata["query"].as_str())
+        .collect();
+    assert!(q[0].contains("sglang:generation_tokens_total"), "{q:?}");
+    assert!(q[1].contains("sglang:num_running_reqs"), "{q:?}");
+}
