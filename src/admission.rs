@@ -1,7 +1,9 @@
 //! AdmissionReview v1 in, AdmissionReview v1 out. CPU work only: decode, plan, encode.
 
+use base64::Engine;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::isvc::{self, Isvc};
@@ -44,6 +46,60 @@ impl Outcome {
     }
 }
 
+/// The response half of an AdmissionReview v1. Written here rather than taken from kube,
+/// whose response serialises the patch as a list of numbers instead of the base64 string
+/// the API documents.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Base64 of the RFC 6902 patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Status {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a Response,
+}
+
+impl Response {
+    fn allow(uid: &str) -> Response {
+        Response {
+            uid: uid.to_string(),
+            allowed: true,
+            ..Response::default()
+        }
+    }
+
+    /// Serialises the whole AdmissionReview around this response.
+    pub fn to_review_json(&self) -> Result<Vec<u8>, AdmissionError> {
+        serde_json::to_vec(&ResponseReview {
+            api_version: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: self,
+        })
+        .map_err(|e| AdmissionError::Encode(e.to_string()))
+    }
+}
+
 /// Answers one AdmissionReview body with the serialized response review.
 pub fn review(body: &[u8], settings: &Settings) -> Result<(Vec<u8>, Outcome), AdmissionError> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
@@ -57,17 +113,15 @@ pub fn review(body: &[u8], settings: &Settings) -> Result<(Vec<u8>, Outcome), Ad
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| AdmissionError::NoRequest)?;
     let (response, outcome) = respond(&request, settings);
-    let bytes = serde_json::to_vec(&response.into_review())
-        .map_err(|e| AdmissionError::Encode(e.to_string()))?;
-    Ok((bytes, outcome))
+    Ok((response.to_review_json()?, outcome))
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
 pub fn respond(
     request: &AdmissionRequest<DynamicObject>,
     settings: &Settings,
-) -> (AdmissionResponse, Outcome) {
-    let response = AdmissionResponse::from(request);
+) -> (Response, Outcome) {
+    let response = Response::allow(&request.uid);
     let is_isvc = request.kind.group == isvc::GROUP && request.kind.kind == isvc::KIND;
     if !is_isvc || !matches!(request.operation, Operation::Create | Operation::Update) {
         // The webhook configuration should never send these; letting them through keeps a
@@ -98,53 +152,61 @@ pub fn respond(
     match plan::plan(input, settings) {
         Err(e) => deny(response, e.to_string(), request),
         Ok(p) => {
-            let warnings = (!p.warnings.is_empty()).then(|| p.warnings.clone());
             let ops = patch::annotations(object.metadata.annotations.as_ref(), &p.annotations);
+            let mut response = response;
             let outcome = if ops.0.is_empty() {
                 Outcome::Allowed
             } else {
-                Outcome::Patched
-            };
-            let mut response = if ops.0.is_empty() {
-                response
-            } else {
-                match response.with_patch(ops) {
-                    Ok(r) => r,
-                    // Serializing a patch of strings cannot fail in practice; if it ever did,
-                    // refusing is safer than admitting an unconfigured object.
+                match serde_json::to_vec(&ops) {
+                    Ok(bytes) => {
+                        response.patch =
+                            Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                        response.patch_type = Some("JSONPatch");
+                    }
+                    // A patch of strings always serialises; if it ever did not, refusing is
+                    // safer than admitting an object left in Knative mode.
                     Err(e) => {
-                        let r = AdmissionResponse::from(request);
                         return deny(
-                            r,
+                            response,
                             format!("internal error encoding the patch: {e}"),
                             request,
                         );
                     }
                 }
+                Outcome::Patched
             };
             info!(
                 isvc = %new.name, namespace = %new.namespace, op = ?request.operation,
                 dry_run = request.dry_run, outcome = outcome.as_str(),
                 warnings = p.warnings.len(), "admitted"
             );
-            response.warnings = warnings;
+            response.warnings = p.warnings;
             (response, outcome)
         }
     }
 }
 
 fn deny(
-    response: AdmissionResponse,
+    response: Response,
     message: String,
     request: &AdmissionRequest<DynamicObject>,
-) -> (AdmissionResponse, Outcome) {
+) -> (Response, Outcome) {
     warn!(
         name = %request.name, namespace = ?request.namespace, op = ?request.operation,
         dry_run = request.dry_run, reason = %message, "denied"
     );
-    let mut response = response.deny(message);
     // 422 like the API server's own validation errors; kubectl prints the message as is.
-    response.result.code = 422;
-    response.result.reason = "Invalid".into();
+    let response = Response {
+        allowed: false,
+        status: Some(Status {
+            code: 422,
+            reason: "Invalid",
+            message,
+        }),
+        patch: None,
+        patch_type: None,
+        warnings: Vec::new(),
+        ..response
+    };
     (response, Outcome::Denied)
 }

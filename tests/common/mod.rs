@@ -1,0 +1,198 @@
+//! Shared helpers for the black-box tests: AdmissionReview bodies, a TLS server on a random
+//! port, and a real HTTPS client that trusts only the test CA.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
+use kserve_keda_webhook::server::{AppState, Readiness};
+use kserve_keda_webhook::settings::Settings;
+use kserve_keda_webhook::tls;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub fn isvc(name: &str, annotations: Option<Value>) -> Value {
+    let mut meta = json!({"name": name, "namespace": "llm"});
+    if let Some(a) = annotations {
+        meta["annotations"] = a;
+    }
+    json!({
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": meta,
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "storageUri": "hf://Qwen/Qwen2.5-0.5B-Instruct"}}}
+    })
+}
+
+pub fn review(operation: &str, object: &Value, old: Option<&Value>, dry_run: bool) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+            "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
+            "name": object["metadata"]["name"],
+            "namespace": "llm",
+            "operation": operation,
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": old.cloned().unwrap_or(Value::Null),
+            "dryRun": dry_run
+        }
+    })
+}
+
+/// Applies the response's base64 JSONPatch to `object`; `None` when there is no patch.
+pub fn apply_patch(response: &Value, object: &Value) -> Option<Value> {
+    let b64 = response["response"]["patch"].as_str()?;
+    assert_eq!(response["response"]["patchType"], "JSONPatch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("patch is base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("patch is JSON Patch");
+    let mut doc = object.clone();
+    json_patch::patch(&mut doc, &patch).expect("patch applies to the original object");
+    Some(doc)
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub ca_pem: String,
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(settings: Settings) -> TestServer {
+        Self::start_with(
+            settings,
+            Duration::from_millis(200),
+            Duration::from_millis(0),
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        settings: Settings,
+        reload_interval: Duration,
+        shutdown_delay: Duration,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = tls::self_signed(
+            &["localhost".into(), "127.0.0.1".into()],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let (cert, key, _) = tls::write_dir(dir.path(), &issued).unwrap();
+        let listener = serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = AppState::new(settings, Readiness::new(false));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let opts = ServeOptions {
+            listener,
+            metrics_listener: None,
+            certs: CertFiles {
+                cert,
+                key,
+                reload_interval,
+            },
+            shutdown_delay,
+            drain_timeout: Duration::from_secs(5),
+        };
+        let task_state = state.clone();
+        let task = tokio::spawn(async move {
+            serve::run(opts, task_state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let server = TestServer {
+            url: format!("https://localhost:{port}"),
+            ca_pem: issued.ca_pem,
+            dir,
+            state,
+            stop: Some(stop),
+            task,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if self.state.readiness.is_ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        client_trusting(&self.ca_pem)
+    }
+
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client()
+            .post(format!("{}/mutate", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Begins shutdown and returns at once.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
+    pub fn cert_paths(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        (
+            self.dir.path().join("tls.crt"),
+            self.dir.path().join("tls.key"),
+        )
+    }
+}
+
+/// A real HTTPS client (reqwest over rustls) that trusts only `ca_pem`.
+pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}
