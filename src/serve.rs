@@ -18,6 +18,8 @@ use crate::tls::{self, TlsError};
 pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("the TLS listener failed: {0}")]
+    Stopped(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -95,7 +97,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(5));
     let app = server::router(state.clone());
-    let tls_task = tokio::spawn(server.serve(app.into_make_service()));
+    let mut tls_task = tokio::spawn(server.serve(app.into_make_service()));
 
     let metrics_handle: Handle<SocketAddr> = Handle::new();
     let metrics_task = match opts.metrics_listener {
@@ -117,7 +119,20 @@ pub async fn run(
         state.readiness.set_listening();
     }
 
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        // The listener ending on its own is a failure: stop rather than sit unready forever.
+        ended = &mut tls_task => {
+            reload.abort();
+            metrics_handle.shutdown();
+            let reason = match ended {
+                Ok(Ok(())) => "stopped unexpectedly".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(ServeError::Stopped(reason));
+        }
+    }
     info!("shutdown requested; turning unready and draining");
     state.readiness.set_shutting_down();
     tokio::time::sleep(opts.shutdown_delay).await;

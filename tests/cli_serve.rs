@@ -1,0 +1,113 @@
+//! `serve` as an operator runs it: the real binary, self-signed TLS, SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{apply_patch, client_trusting, isvc, review};
+use serde_json::json;
+
+#[tokio::test]
+async fn self_signed_serve_answers_reviews_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .args([
+            "serve",
+            "--self-signed",
+            "--no-controller",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--shutdown-delay", "0", "--log-format", "json"])
+        .arg("--self-signed-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut ca_path_printed = false;
+    while addr.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server starts");
+        ca_path_printed |= line.contains("ca.crt");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["message"] == "listening for admission reviews over TLS"
+        {
+            addr = v["addr"].as_str().map(str::to_string);
+        }
+    }
+    assert!(ca_path_printed, "the CA path is printed for clients");
+    let port = addr.unwrap().rsplit(':').next().unwrap().to_string();
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    let client = client_trusting(&ca);
+    let object = isvc("qwen", Some(json!({"scaling.io/strategy": "tokens"})));
+    let body: serde_json::Value = client
+        .post(format!("https://localhost:{port}/mutate"))
+        .json(&review("CREATE", &object, None, false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let patched = apply_patch(&body, &object).unwrap();
+    assert_eq!(
+        patched["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"],
+        "external"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exited = exited.expect("exits within 5 s of SIGTERM");
+    assert!(exited.success(), "clean exit on SIGTERM: {exited:?}");
+}
+
+#[test]
+fn serve_without_certificates_explains_what_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .args(["serve", "--no-controller"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-cert-file"), "{err}");
+}
+
+#[test]
+fn unreadable_certificate_is_a_clear_startup_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .args(["serve", "--no-controller", "--addr", "127.0.0.1:0"])
+        .args([
+            "--tls-cert-file",
+            "/nonexistent/tls.crt",
+            "--tls-key-file",
+            "/nonexistent/tls.key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/tls.crt"), "{err}");
+}
