@@ -7,7 +7,7 @@ import json
 import helm_python as helm
 import pytest
 
-from helm_render import CHART
+from helm_render import CHART, render, render_files
 from scenarios import NAMESPACE, SCENARIOS, render_values
 
 
@@ -117,7 +117,16 @@ def test_full_name_truncation_and_override():
     long_name = "a-very-long-release-name-that-goes-on-and-on-for-ever"  # 53 chars: Helm's max
     objects = render_values({"fullnameOverride": "kkw"})
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"} == {"kkw"}
-    from helm_render import render
     for obj in render({}, name=long_name, namespace=NAMESPACE):
         assert len(obj["metadata"]["name"]) <= 63
         assert not obj["metadata"]["name"].endswith("-")
+
+
+def test_notes_tell_what_to_annotate_and_how_to_check():
+    notes = render_files({})["kserve-keda-webhook/templates/NOTES.txt"]
+    assert "scaling.io/strategy: tokens" in notes
+    assert "kind: InferenceService" in notes
+    assert "kubectl get scaledobject,servicemonitor -n" in notes
+    assert "kkw-system and kube-system" in notes  # where it does not apply
+    disabled = render_files({"controller": {"enabled": False}})["kserve-keda-webhook/templates/NOTES.txt"]
+    assert "controller.enabled=false" in disabled
