@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the mutated InferenceService and every object generated for it, as YAML.
-    Render(RenderArgs),
+    Render(Box<RenderArgs>),
     /// Run the HTTPS admission webhook.
     Serve(Box<ServeArgs>),
     /// Print the version.
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
             println!("kserve-keda-webhook {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Render(args) => run_render(args),
+        Command::Render(args) => run_render(*args),
         Command::Serve(args) => match run_serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
