@@ -57,6 +57,10 @@ pub mod keys {
     pub const SCALED_OBJECT: &str = "scaled-object";
     pub const MONITOR_NAME: &str = "monitor-name";
     pub const RECORDS: [&str; 3] = [SCALE_TARGET, SCALED_OBJECT, MONITOR_NAME];
+
+    /// Written by the controller: the last `metadata.generation` it applied successfully.
+    /// Not a record the webhook owns, so removing the strategy does not remove it.
+    pub const OBSERVED_GENERATION: &str = "observed-generation";
 }
 
 /// What the user asked for, before defaults are applied.
@@ -98,7 +102,8 @@ pub fn input_keys<'a>(
 ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
     annotations.iter().filter_map(move |(k, v)| {
         let short = k.strip_prefix(prefix)?.strip_prefix('/')?;
-        (!keys::RECORDS.contains(&short)).then_some((short, v.as_str()))
+        (!keys::RECORDS.contains(&short) && short != keys::OBSERVED_GENERATION)
+            .then_some((short, v.as_str()))
     })
 }
 
