@@ -204,12 +204,13 @@ pub enum Error {
 
 impl Error {
     /// Event reasons a successful reconcile clears, so a recurring problem is reported again.
-    const REASONS: [&'static str; 5] = [
+    /// `MonitorApiMissing` is not among them: a reconcile succeeds despite it, and it is
+    /// reported once.
+    const REASONS: [&'static str; 4] = [
         "InvalidScalingRequest",
         "NameConflict",
         "ApiNotServed",
         "ReconcileFailed",
-        "MonitorApiMissing",
     ];
 
     /// Errors only the user can fix by changing the InferenceService.

@@ -1,0 +1,607 @@
+//! The controller end to end: the real `reconcile::run` (leader election, kube-runtime
+//! Controller, watches, server-side apply, events) against the in-memory API server in
+//! `support`. Every scenario waits for the cluster to converge and then checks the exact set
+//! of generated objects.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kserve_keda_webhook::metrics::Metrics;
+use kserve_keda_webhook::reconcile::{self, ControllerOptions};
+use kserve_keda_webhook::settings::Settings;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use support::{
+    DEPLOYMENT, EVENT, Effect, FakeApi, Fault, ISVC, LEASE, POD_MONITOR, SCALED_OBJECT,
+    SERVICE_MONITOR, Verb,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const NS: &str = "ml";
+
+struct Replica {
+    task: JoinHandle<()>,
+    ready: watch::Receiver<bool>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn options(identity: &str) -> ControllerOptions {
+    let mut o = ControllerOptions::new("kserve-keda-webhook", identity);
+    o.lease_duration = Duration::from_secs(1);
+    o.renew_interval = Duration::from_millis(200);
+    o.resync = Duration::from_secs(2);
+    o.retry_base = Duration::from_millis(50);
+    o.retry_max = Duration::from_millis(400);
+    o.reconcile_timeout = Duration::from_millis(700);
+    o
+}
+
+fn start(api: &FakeApi, tag: &'static str) -> Replica {
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let (ready_tx, ready) = watch::channel(false);
+    let client = api.client_as(tag);
+    let task = tokio::spawn(async move {
+        let r = reconcile::run(
+            client,
+            Arc::new(Settings::default()),
+            options(tag),
+            metrics,
+            ready_tx,
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+    });
+    Replica {
+        task,
+        ready,
+        registry: Arc::new(registry),
+    }
+}
+
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn isvc(name: &str, extra: Value) -> Value {
+    let mut annotations = json!({
+        "serving.kserve.io/deploymentMode": "RawDeployment",
+        "serving.kserve.io/autoscalerClass": "external",
+        "scaling.io/strategy": "concurrency",
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        annotations[k] = v.clone();
+    }
+    json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}}}},
+        "status": {"deploymentMode": "RawDeployment"},
+    })
+}
+
+fn deployment(isvc: &str, name: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": {
+            "serving.kserve.io/inferenceservice": isvc,
+            "component": "predictor",
+        }},
+        "spec": {"replicas": 1},
+    })
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn annotation(api: &FakeApi, name: &str, key: &str) -> Option<String> {
+    api.get(ISVC, NS, name)?
+        .pointer("/metadata/annotations")?
+        .get(key)?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn events(api: &FakeApi, name: &str, reason: &str) -> Vec<Value> {
+    api.list(EVENT, NS)
+        .into_iter()
+        .filter(|e| str_at(e, "/regarding/name") == name && str_at(e, "/reason") == reason)
+        .collect()
+}
+
+fn names(api: &FakeApi, res: support::Res) -> Vec<String> {
+    let mut v: Vec<String> = api
+        .list(res, NS)
+        .iter()
+        .map(|o| str_at(o, "/metadata/name").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks that `obj` is generated for the InferenceService `owner` as the controller does it.
+fn assert_generated(obj: &Value, owner: &Value) {
+    let refs = obj["metadata"]["ownerReferences"].as_array().unwrap();
+    assert_eq!(refs.len(), 1, "{obj}");
+    assert_eq!(refs[0]["uid"], owner["metadata"]["uid"]);
+    assert_eq!(refs[0]["kind"], "InferenceService");
+    assert_eq!(refs[0]["controller"], true);
+    assert_eq!(refs[0]["blockOwnerDeletion"], true);
+    let labels = &obj["metadata"]["labels"];
+    assert_eq!(
+        labels["app.kubernetes.io/managed-by"],
+        "kserve-keda-webhook"
+    );
+    assert_eq!(
+        labels["serving.kserve.io/inferenceservice"],
+        owner["metadata"]["name"]
+    );
+    let hash = str_at(obj, "/metadata/annotations/scaling.io~1inputs-hash");
+    assert_eq!(hash.len(), 32, "{obj}");
+}
+
+async fn converged_on(api: &FakeApi, name: &str) -> (Value, Value) {
+    eventually("ScaledObject and ServiceMonitor", || {
+        api.get(SCALED_OBJECT, NS, &format!("{name}-predictor"))
+            .is_some()
+            && api
+                .get(SERVICE_MONITOR, NS, &format!("{name}-predictor"))
+                .is_some()
+            && annotation(api, name, "scaling.io/observed-generation").is_some()
+    })
+    .await;
+    (
+        api.get(SCALED_OBJECT, NS, &format!("{name}-predictor"))
+            .unwrap(),
+        api.get(SERVICE_MONITOR, NS, &format!("{name}-predictor"))
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_annotated_isvc_gets_an_owned_scaled_object_and_service_monitor() {
+    let api = FakeApi::new();
+    let replica = start(&api, "a");
+    let owner = api.create(ISVC, NS, isvc("m", json!({})));
+    let (so, sm) = converged_on(&api, "m").await;
+
+    assert_generated(&so, &owner);
+    assert_generated(&sm, &owner);
+    assert_eq!(str_at(&so, "/spec/scaleTargetRef/name"), "m-predictor");
+    assert_eq!(str_at(&so, "/spec/triggers/0/name"), "concurrency");
+    assert_eq!(names(&api, SCALED_OBJECT), ["m-predictor"]);
+    assert_eq!(names(&api, POD_MONITOR), Vec::<String>::new());
+    assert_eq!(
+        annotation(&api, "m", "scaling.io/observed-generation").as_deref(),
+        Some("1")
+    );
+    // Admission's records, so a later removal of the strategy is undone by the planner.
+    assert_eq!(
+        annotation(&api, "m", "scaling.io/scaled-object").as_deref(),
+        Some("m-predictor")
+    );
+    let applies: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.verb == Verb::Patch && s.plural == "scaledobjects")
+        .collect();
+    assert!(!applies.is_empty());
+    assert!(
+        applies
+            .iter()
+            .all(|s| s.field_manager.as_deref() == Some("kserve-keda-webhook"))
+    );
+    eventually("ScalingConfigured event", || {
+        !events(&api, "m", "ScalingConfigured").is_empty()
+    })
+    .await;
+    eventually("ready", || *replica.ready.borrow()).await;
+    let metrics = kserve_keda_webhook::metrics::encode(&replica.registry);
+    assert!(
+        metrics.contains("kserve_keda_webhook_managed_objects{kind=\"ScaledObject\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kserve_keda_webhook_reconciles_total{result=\"success\"}"),
+        "{metrics}"
+    );
+
+    // A resync that finds everything as planned writes nothing.
+    let rv = str_at(&so, "/metadata/resourceVersion").to_string();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = api.get(SCALED_OBJECT, NS, "m-predictor").unwrap();
+    assert_eq!(str_at(&again, "/metadata/resourceVersion"), rv);
+    assert_eq!(events(&api, "m", "ScalingConfigured").len(), 1);
+}
+
+#[tokio::test]
+async fn spec_changes_update_switch_and_finally_remove_generated_objects() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    let (so, _) = converged_on(&api, "m").await;
+    let first_hash = str_at(&so, "/metadata/annotations/scaling.io~1inputs-hash").to_string();
+
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    });
+    eventually("ScaledObject follows the new strategy", || {
+        api.get(SCALED_OBJECT, NS, "m-predictor")
+            .is_some_and(|so| str_at(&so, "/spec/triggers/0/name") == "queue")
+    })
+    .await;
+    let so = api.get(SCALED_OBJECT, NS, "m-predictor").unwrap();
+    assert_ne!(
+        str_at(&so, "/metadata/annotations/scaling.io~1inputs-hash"),
+        first_hash
+    );
+    // The applied body replaces the old trigger list instead of merging into it.
+    assert_eq!(so["spec"]["triggers"].as_array().unwrap().len(), 1);
+
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
+    });
+    eventually("PodMonitor replaces ServiceMonitor", || {
+        names(&api, POD_MONITOR) == ["m-predictor"] && names(&api, SERVICE_MONITOR).is_empty()
+    })
+    .await;
+    let owner = api.get(ISVC, NS, "m").unwrap();
+    assert_generated(&api.get(POD_MONITOR, NS, "m-predictor").unwrap(), &owner);
+
+    api.edit(ISVC, NS, "m", |o| {
+        let a = o["metadata"]["annotations"].as_object_mut().unwrap();
+        a.remove("scaling.io/strategy");
+        a.remove("scaling.io/monitor");
+    });
+    eventually("everything generated is deleted", || {
+        names(&api, SCALED_OBJECT).is_empty()
+            && names(&api, POD_MONITOR).is_empty()
+            && names(&api, SERVICE_MONITOR).is_empty()
+            && annotation(&api, "m", "scaling.io/observed-generation").is_none()
+    })
+    .await;
+    // The planner's undo: KServe's own autoscaler takes over again.
+    eventually("autoscalerClass reset", || {
+        annotation(&api, "m", "serving.kserve.io/autoscalerClass").is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_persons_object_with_the_planned_name_is_never_touched() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    let mine = api.create(
+        SCALED_OBJECT,
+        NS,
+        json!({"metadata": {"name": "m-predictor"}, "spec": {"note": "hand-made"}}),
+    );
+    api.create(ISVC, NS, isvc("m", json!({})));
+    eventually("NameConflict warning", || {
+        !events(&api, "m", "NameConflict").is_empty()
+    })
+    .await;
+    eventually("monitor still applied", || {
+        names(&api, SERVICE_MONITOR) == ["m-predictor"]
+    })
+    .await;
+    let event = &events(&api, "m", "NameConflict")[0];
+    assert_eq!(event["type"], "Warning");
+    assert!(str_at(event, "/note").contains("ScaledObject ml/m-predictor"));
+
+    // Removing the strategy cleans up what was generated, never the person's object.
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("scaling.io/strategy");
+    });
+    eventually("monitor deleted", || {
+        names(&api, SERVICE_MONITOR).is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.get(SCALED_OBJECT, NS, "m-predictor").unwrap(), mine);
+    let writes = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.plural == "scaledobjects" && matches!(s.verb, Verb::Patch | Verb::Delete))
+        .count();
+    assert_eq!(writes, 0);
+    assert!(!annotation(&api, "m", "scaling.io/observed-generation").is_some_and(|g| g.is_empty()));
+}
+
+#[tokio::test]
+async fn hand_deleted_and_hand_edited_objects_come_back_as_planned() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    let (so, sm) = converged_on(&api, "m").await;
+
+    api.delete(SERVICE_MONITOR, NS, "m-predictor");
+    eventually("ServiceMonitor recreated", || {
+        api.get(SERVICE_MONITOR, NS, "m-predictor")
+            .is_some_and(|m| m["spec"] == sm["spec"])
+    })
+    .await;
+
+    api.edit(SCALED_OBJECT, NS, "m-predictor", |o| {
+        o["spec"]["maxReplicaCount"] = json!(99);
+        o["spec"]["scaleTargetRef"]["name"] = json!("elsewhere");
+    });
+    eventually("ScaledObject restored", || {
+        api.get(SCALED_OBJECT, NS, "m-predictor")
+            .is_some_and(|o| o["spec"] == so["spec"])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deployment_with_an_older_name_retargets_the_scaled_object() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    // KServe <= 0.10 names, plus a multi-node worker that must never be the target.
+    api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-worker"));
+    api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-default"));
+    eventually("ScaledObject follows the live Deployment", || {
+        names(&api, SCALED_OBJECT) == ["m-predictor-default"]
+    })
+    .await;
+    let so = api.get(SCALED_OBJECT, NS, "m-predictor-default").unwrap();
+    assert_eq!(
+        str_at(&so, "/spec/scaleTargetRef/name"),
+        "m-predictor-default"
+    );
+    assert_generated(&so, &api.get(ISVC, NS, "m").unwrap());
+    eventually("monitor renamed too", || {
+        names(&api, SERVICE_MONITOR) == ["m-predictor-default"]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_errors_are_retried_with_backoff_until_converged() {
+    let api = FakeApi::new();
+    for (effect, times) in [
+        (Effect::Status(500), 3),
+        (Effect::Status(409), 2),
+        (Effect::Hang(Duration::from_secs(2)), 1),
+    ] {
+        api.fail(Fault {
+            tag: None,
+            verb: Verb::Patch,
+            plural: "scaledobjects",
+            times,
+            effect,
+        });
+    }
+    api.fail(Fault {
+        tag: None,
+        verb: Verb::Get,
+        plural: "servicemonitors",
+        times: 2,
+        effect: Effect::Status(500),
+    });
+    let _replica = start(&api, "a");
+    let owner = api.create(ISVC, NS, isvc("m", json!({})));
+    let (so, _) = converged_on(&api, "m").await;
+    assert_generated(&so, &owner);
+
+    let patches: Vec<Instant> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.verb == Verb::Patch && s.plural == "scaledobjects")
+        .map(|s| s.at)
+        .collect();
+    assert!(patches.len() >= 7, "{} applies", patches.len());
+    // Retries are spaced by a doubling delay up to the cap (400 ms here), not fired back to
+    // back. The first gap is skipped: the controller's own annotation patch is a watch event
+    // that legitimately triggers an immediate reconcile.
+    let gaps: Vec<Duration> = patches.windows(2).map(|w| w[1] - w[0]).collect();
+    let ms = |d: &Duration| d.as_millis();
+    assert!(ms(&gaps[1]) >= 90, "{gaps:?}");
+    assert!(ms(&gaps[2]) >= 190 && ms(&gaps[3]) >= 390, "{gaps:?}");
+    assert!(gaps.iter().all(|g| ms(g) < 400 + 700 + 300), "{gaps:?}");
+    eventually("failure reported", || {
+        !events(&api, "m", "ReconcileFailed").is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_knative_isvc_gets_a_warning_and_nothing_is_applied() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    let mut obj = isvc("k", json!({}));
+    let a = obj["metadata"]["annotations"].as_object_mut().unwrap();
+    a.remove("serving.kserve.io/deploymentMode");
+    a.remove("serving.kserve.io/autoscalerClass");
+    obj["status"]["deploymentMode"] = json!("Serverless");
+    api.create(ISVC, NS, obj);
+    eventually("frozen-mode warning", || {
+        !events(&api, "k", "InvalidScalingRequest").is_empty()
+    })
+    .await;
+    let ev = &events(&api, "k", "InvalidScalingRequest")[0];
+    assert!(str_at(ev, "/note").contains("recreate"), "{ev}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(names(&api, SCALED_OBJECT).is_empty());
+    assert!(names(&api, SERVICE_MONITOR).is_empty());
+    let isvc_writes = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.plural == "inferenceservices" && s.verb == Verb::Patch)
+        .count();
+    assert_eq!(isvc_writes, 0);
+    // A permanent error is not retried on a timer.
+    assert_eq!(events(&api, "k", "InvalidScalingRequest").len(), 1);
+}
+
+#[tokio::test]
+async fn a_pre_existing_raw_isvc_gets_autoscaler_class_external_and_is_configured() {
+    let api = FakeApi::new();
+    let mut obj = isvc("old", json!({}));
+    let a = obj["metadata"]["annotations"].as_object_mut().unwrap();
+    a.remove("serving.kserve.io/deploymentMode");
+    a.remove("serving.kserve.io/autoscalerClass");
+    let owner = api.create(ISVC, NS, obj);
+    let _replica = start(&api, "a");
+    let (so, _) = converged_on(&api, "old").await;
+    assert_generated(&so, &owner);
+    assert_eq!(
+        annotation(&api, "old", "serving.kserve.io/autoscalerClass").as_deref(),
+        Some("external")
+    );
+    // The frozen mode is never written: KServe would read it as a mode change.
+    assert_eq!(
+        annotation(&api, "old", "serving.kserve.io/deploymentMode"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_isvc_takes_the_generated_objects_along() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(
+        SCALED_OBJECT,
+        NS,
+        json!({"metadata": {"name": "unrelated"}, "spec": {}}),
+    );
+    converged_on(&api, "m").await;
+    api.delete(ISVC, NS, "m");
+    eventually("dependents collected", || {
+        names(&api, SERVICE_MONITOR).is_empty() && names(&api, SCALED_OBJECT) == ["unrelated"]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_monitor_apis_the_scaled_object_is_still_applied_and_warned_once() {
+    let api = FakeApi::new();
+    api.unserve(SERVICE_MONITOR);
+    api.unserve(POD_MONITOR);
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    eventually("ScaledObject applied", || {
+        names(&api, SCALED_OBJECT) == ["m-predictor"]
+            && annotation(&api, "m", "scaling.io/observed-generation").is_some()
+    })
+    .await;
+    // Several resyncs later there is still one warning.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let warned = events(&api, "m", "MonitorApiMissing");
+    assert_eq!(warned.len(), 1);
+    assert!(
+        warned[0].get("series").is_none_or(Value::is_null),
+        "{}",
+        warned[0]
+    );
+}
+
+#[tokio::test]
+async fn plan_warnings_become_events_only_when_they_change() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    let mut obj = isvc("w", json!({}));
+    obj["spec"]["predictor"]["model"]["args"] = json!(["--disable-log-stats"]);
+    api.create(ISVC, NS, obj);
+    converged_on(&api, "w").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let warned = events(&api, "w", "ScalingWarning");
+    assert_eq!(warned.len(), 1);
+    assert!(str_at(&warned[0], "/note").contains("--disable-log-stats"));
+    assert!(warned[0].get("series").is_none_or(Value::is_null));
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_reconciles_and_a_follower_takes_over_after_expiry() {
+    let api = FakeApi::new();
+    let a = start(&api, "a");
+    eventually("a leads", || {
+        api.get(LEASE, "kserve-keda-webhook", "kserve-keda-webhook")
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "a")
+    })
+    .await;
+    let b = start(&api, "b");
+    eventually("both ready", || *a.ready.borrow() && *b.ready.borrow()).await;
+
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    let writers = |plural: &str| -> Vec<&'static str> {
+        let mut w: Vec<_> = api
+            .seen()
+            .into_iter()
+            .filter(|s| {
+                s.plural == plural
+                    && s.verb != Verb::Get
+                    && s.verb != Verb::List
+                    && s.verb != Verb::Watch
+            })
+            .map(|s| s.tag)
+            .collect();
+        w.dedup();
+        w
+    };
+    assert_eq!(writers("scaledobjects"), ["a"]);
+    assert!(
+        !api.seen()
+            .iter()
+            .any(|s| s.tag == "b" && s.plural == "inferenceservices"),
+        "a follower does not even watch"
+    );
+
+    // a can no longer reach the Lease: it must stop before b may start.
+    api.fail(Fault {
+        tag: Some("a"),
+        verb: Verb::Get,
+        plural: "leases",
+        times: usize::MAX,
+        effect: Effect::Status(500),
+    });
+    let cut = Instant::now();
+    eventually("b takes over", || {
+        api.get(LEASE, "kserve-keda-webhook", "kserve-keda-webhook")
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "b")
+    })
+    .await;
+    let took = cut.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "took over after {took:?}"
+    );
+    let lease = api
+        .get(LEASE, "kserve-keda-webhook", "kserve-keda-webhook")
+        .unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+
+    api.create(ISVC, NS, isvc("n", json!({})));
+    converged_on(&api, "n").await;
+    let takeover = cut + took;
+    let late_a_writes = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.tag == "a" && s.at > takeover && s.plural != "leases")
+        .count();
+    assert_eq!(late_a_writes, 0, "a kept working after losing the Lease");
+    assert!(
+        api.seen()
+            .iter()
+            .any(|s| s.tag == "b" && s.plural == "scaledobjects" && s.verb == Verb::Patch)
+    );
+}

@@ -1,0 +1,1014 @@
+//! An in-memory Kubernetes API server for controller tests, plugged into `kube::Client` as a
+//! tower service.
+//!
+//! It keeps objects by (resource, namespace, name) and behaves like the real server where the
+//! controller depends on it: uid, monotonic resourceVersion and generation (bumped only when
+//! something outside metadata and status changes; a write that changes nothing is a no-op
+//! without a watch event), GET / LIST with label selectors / WATCH (JSON lines, replayed from
+//! a resourceVersion, closed after a timeout so clients re-watch), create (409
+//! AlreadyExists), update with a resourceVersion precondition (409 Conflict), merge / JSON /
+//! server-side-apply patches, delete with uid preconditions and background garbage collection
+//! of dependents, metadata-only responses, 404 for resources it does not serve, and injected
+//! faults.
+//!
+//! Server-side apply is modelled simply but honestly: the applied body overwrites what is
+//! there, and fields the same manager applied before but left out now are removed.
+//! Conflicts between managers are not modelled (the controller always forces).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// A resource type the fake serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Res {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+}
+
+impl Res {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const ISVC: Res = Res {
+    group: "serving.kserve.io",
+    version: "v1beta1",
+    plural: "inferenceservices",
+    kind: "InferenceService",
+};
+pub const DEPLOYMENT: Res = Res {
+    group: "apps",
+    version: "v1",
+    plural: "deployments",
+    kind: "Deployment",
+};
+pub const SCALED_OBJECT: Res = Res {
+    group: "keda.sh",
+    version: "v1alpha1",
+    plural: "scaledobjects",
+    kind: "ScaledObject",
+};
+pub const SERVICE_MONITOR: Res = Res {
+    group: "monitoring.coreos.com",
+    version: "v1",
+    plural: "servicemonitors",
+    kind: "ServiceMonitor",
+};
+pub const POD_MONITOR: Res = Res {
+    group: "monitoring.coreos.com",
+    version: "v1",
+    plural: "podmonitors",
+    kind: "PodMonitor",
+};
+pub const LEASE: Res = Res {
+    group: "coordination.k8s.io",
+    version: "v1",
+    plural: "leases",
+    kind: "Lease",
+};
+pub const EVENT: Res = Res {
+    group: "events.k8s.io",
+    version: "v1",
+    plural: "events",
+    kind: "Event",
+};
+pub const ALL: [Res; 7] = [
+    ISVC,
+    DEPLOYMENT,
+    SCALED_OBJECT,
+    SERVICE_MONITOR,
+    POD_MONITOR,
+    LEASE,
+    EVENT,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Effect {
+    /// Answer with this HTTP status (409 Conflict, 500 InternalError, ...).
+    Status(u16),
+    /// Answer nothing for this long, then 504.
+    Hang(Duration),
+}
+
+/// The next `times` requests with this verb on this resource get `effect`.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// Only requests of the client made by `client_as(tag)`; `None` matches every client.
+    pub tag: Option<&'static str>,
+    pub verb: Verb,
+    pub plural: &'static str,
+    pub times: usize,
+    pub effect: Effect,
+}
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub tag: &'static str,
+    pub at: std::time::Instant,
+    pub verb: Verb,
+    pub plural: String,
+    pub namespace: String,
+    pub name: String,
+    pub field_manager: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Change {
+    rv: u64,
+    plural: String,
+    namespace: String,
+    type_: &'static str,
+    object: Value,
+}
+
+type Key = (String, String, String);
+
+#[derive(Default)]
+struct State {
+    served: BTreeSet<&'static str>,
+    objects: BTreeMap<Key, Value>,
+    /// Last body applied per (object, field manager).
+    applied: BTreeMap<(Key, String), Value>,
+    rv: u64,
+    uids: u64,
+    log: Vec<Change>,
+    faults: Vec<Fault>,
+    seen: Vec<Seen>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    changes: broadcast::Sender<Change>,
+    watch_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    inner: Arc<Inner>,
+}
+
+type RespBody = UnsyncBoxBody<Bytes, Infallible>;
+
+impl Default for FakeApi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeApi {
+    pub fn new() -> FakeApi {
+        let (changes, _) = broadcast::channel(8192);
+        let state = State {
+            served: ALL.iter().map(|r| r.plural).collect(),
+            ..State::default()
+        };
+        FakeApi {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                changes,
+                watch_timeout: Duration::from_secs(3),
+            }),
+        }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client_as("default")
+    }
+
+    /// A client whose requests are recorded (and can be failed) under `tag`, to tell
+    /// replicas apart.
+    pub fn client_as(&self, tag: &'static str) -> kube::Client {
+        kube::Client::new(
+            Tagged {
+                api: self.clone(),
+                tag,
+            },
+            "default",
+        )
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap()
+    }
+
+    /// Stops serving a resource, as if its CRD were not installed.
+    pub fn unserve(&self, res: Res) {
+        self.state().served.remove(res.plural);
+    }
+
+    pub fn fail(&self, fault: Fault) {
+        self.state().faults.push(fault);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state().seen.clone()
+    }
+
+    pub fn get(&self, res: Res, ns: &str, name: &str) -> Option<Value> {
+        self.state()
+            .objects
+            .get(&(res.plural.to_string(), ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn list(&self, res: Res, ns: &str) -> Vec<Value> {
+        self.state()
+            .objects
+            .iter()
+            .filter(|((p, n, _), _)| p == res.plural && (ns.is_empty() || n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Creates an object directly, as KServe or a person would.
+    pub fn create(&self, res: Res, ns: &str, mut obj: Value) -> Value {
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        let mut st = self.state();
+        let out = create(&mut st, &self.inner.changes, res.plural, ns, obj);
+        out.map_err(|e| e.2).expect("fixture create")
+    }
+
+    /// Edits a stored object directly (a `kubectl edit` that is not an apply).
+    pub fn edit(&self, res: Res, ns: &str, name: &str, f: impl FnOnce(&mut Value)) -> Value {
+        let mut st = self.state();
+        let key = (res.plural.to_string(), ns.to_string(), name.to_string());
+        let mut next = st.objects.get(&key).cloned().expect("object to edit");
+        f(&mut next);
+        commit(&mut st, &self.inner.changes, &key, next)
+    }
+
+    /// Deletes directly, with garbage collection of dependents.
+    pub fn delete(&self, res: Res, ns: &str, name: &str) -> bool {
+        let mut st = self.state();
+        let key = (res.plural.to_string(), ns.to_string(), name.to_string());
+        remove(&mut st, &self.inner.changes, &key).is_some()
+    }
+
+    async fn handle(self, req: Request<Body>, tag: &'static str) -> Response<RespBody> {
+        let (parts, body) = req.into_parts();
+        let body = match body.collect_bytes().await {
+            Ok(b) => b,
+            Err(e) => return status(400, "BadRequest", &e.to_string()),
+        };
+        let Some(path) = parse_path(parts.uri.path()) else {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        };
+        let query = parse_query(parts.uri.query().unwrap_or_default());
+        let is_watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let verb = match (&parts.method, path.name.is_some()) {
+            (&Method::GET, true) => Verb::Get,
+            (&Method::GET, false) if is_watch => Verb::Watch,
+            (&Method::GET, false) => Verb::List,
+            (&Method::POST, _) => Verb::Create,
+            (&Method::PUT, _) => Verb::Update,
+            (&Method::PATCH, _) => Verb::Patch,
+            (&Method::DELETE, _) => Verb::Delete,
+            _ => return status(405, "MethodNotAllowed", "method not allowed"),
+        };
+        let header = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let metadata_only = header("accept").contains("as=PartialObjectMetadata");
+        let content_type = header("content-type");
+
+        let res = ALL.iter().find(|r| {
+            r.group == path.group && r.version == path.version && r.plural == path.plural
+        });
+        let fault = {
+            let mut st = self.state();
+            st.seen.push(Seen {
+                tag,
+                at: std::time::Instant::now(),
+                verb,
+                plural: path.plural.clone(),
+                namespace: path.namespace.clone().unwrap_or_default(),
+                name: path.name.clone().unwrap_or_default(),
+                field_manager: query.get("fieldManager").cloned(),
+            });
+            let fault = st.faults.iter_mut().find(|f| {
+                f.verb == verb
+                    && f.plural == path.plural
+                    && f.times > 0
+                    && f.tag.is_none_or(|t| t == tag)
+            });
+            fault.map(|f| {
+                f.times -= 1;
+                f.effect
+            })
+        };
+        let served = res.is_some_and(|r| self.state().served.contains(r.plural));
+        let Some(res) = res.copied().filter(|_| served) else {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        };
+        match fault {
+            Some(Effect::Status(code)) => {
+                let reason = match code {
+                    409 => "Conflict",
+                    500 => "InternalError",
+                    429 => "TooManyRequests",
+                    _ => "Unknown",
+                };
+                return status(code, reason, "injected fault");
+            }
+            Some(Effect::Hang(d)) => {
+                tokio::time::sleep(d).await;
+                return status(504, "Timeout", "injected hang");
+            }
+            None => {}
+        }
+
+        let ns = path.namespace.clone().unwrap_or_default();
+        let selector = query
+            .get("labelSelector")
+            .map(|s| Selector::parse(s))
+            .unwrap_or_default();
+        match verb {
+            Verb::Get => {
+                let key = (res.plural.to_string(), ns, path.name.unwrap_or_default());
+                match self.state().objects.get(&key) {
+                    Some(o) => ok(&shape(o, metadata_only)),
+                    None => not_found(&res, &key.2),
+                }
+            }
+            Verb::List => {
+                let st = self.state();
+                let items: Vec<Value> = st
+                    .objects
+                    .iter()
+                    .filter(|((p, n, _), o)| {
+                        p == res.plural && (ns.is_empty() || *n == ns) && selector.matches(o)
+                    })
+                    .map(|(_, o)| shape(o, metadata_only))
+                    .collect();
+                let (api_version, kind) = if metadata_only {
+                    (
+                        "meta.k8s.io/v1".to_string(),
+                        "PartialObjectMetadataList".to_string(),
+                    )
+                } else {
+                    (res.api_version(), format!("{}List", res.kind))
+                };
+                ok(&json!({
+                    "apiVersion": api_version,
+                    "kind": kind,
+                    "metadata": {"resourceVersion": st.rv.to_string()},
+                    "items": items,
+                }))
+            }
+            Verb::Watch => self.watch(res, ns, selector, &query, metadata_only),
+            Verb::Create => {
+                let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
+                    return status(400, "BadRequest", "body is not JSON");
+                };
+                obj["apiVersion"] = json!(res.api_version());
+                obj["kind"] = json!(res.kind);
+                let mut st = self.state();
+                match create(&mut st, &self.inner.changes, res.plural, &ns, obj) {
+                    Ok(o) => respond(201, &o),
+                    Err((code, reason, message)) => status(code, reason, &message),
+                }
+            }
+            Verb::Update => {
+                let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+                    return status(400, "BadRequest", "body is not JSON");
+                };
+                let name = path.name.unwrap_or_default();
+                let key = (res.plural.to_string(), ns, name.clone());
+                let mut st = self.state();
+                let Some(live) = st.objects.get(&key).cloned() else {
+                    return not_found(&res, &name);
+                };
+                let sent_rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str);
+                let live_rv = live
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str);
+                if sent_rv.is_some() && sent_rv != live_rv {
+                    return status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                            res.plural
+                        ),
+                    );
+                }
+                let mut next = obj;
+                keep_server_fields(&live, &mut next);
+                ok(&commit(&mut st, &self.inner.changes, &key, next))
+            }
+            Verb::Patch => {
+                let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+                    return status(400, "BadRequest", "body is not JSON");
+                };
+                let name = path.name.unwrap_or_default();
+                let key = (res.plural.to_string(), ns.clone(), name.clone());
+                let mut st = self.state();
+                let live = st.objects.get(&key).cloned();
+                if content_type.starts_with("application/apply-patch") {
+                    let Some(manager) = query.get("fieldManager").cloned() else {
+                        return status(422, "Invalid", "fieldManager is required for apply");
+                    };
+                    let prev = st.applied.get(&(key.clone(), manager.clone())).cloned();
+                    st.applied.insert((key.clone(), manager), patch.clone());
+                    match live {
+                        None => {
+                            let mut obj = patch;
+                            obj["apiVersion"] = json!(res.api_version());
+                            obj["kind"] = json!(res.kind);
+                            match create(&mut st, &self.inner.changes, res.plural, &ns, obj) {
+                                Ok(o) => respond(201, &o),
+                                Err((code, reason, message)) => status(code, reason, &message),
+                            }
+                        }
+                        Some(live) => {
+                            let mut next = live.clone();
+                            if let Some(prev) = prev {
+                                drop_unapplied(&mut next, &prev, &patch);
+                            }
+                            merge_apply(&mut next, &patch);
+                            keep_server_fields(&live, &mut next);
+                            ok(&commit(&mut st, &self.inner.changes, &key, next))
+                        }
+                    }
+                } else {
+                    let Some(live) = live else {
+                        return not_found(&res, &name);
+                    };
+                    let mut next = live.clone();
+                    if content_type.starts_with("application/json-patch") {
+                        let Ok(p) = serde_json::from_value::<json_patch::Patch>(patch) else {
+                            return status(400, "BadRequest", "not a JSON patch");
+                        };
+                        if let Err(e) = json_patch::patch(&mut next, &p) {
+                            return status(422, "Invalid", &e.to_string());
+                        }
+                    } else {
+                        // Merge and strategic-merge patches: for the fields used here the
+                        // two agree.
+                        json_patch::merge(&mut next, &patch);
+                    }
+                    keep_server_fields(&live, &mut next);
+                    ok(&commit(&mut st, &self.inner.changes, &key, next))
+                }
+            }
+            Verb::Delete => {
+                let name = path.name.unwrap_or_default();
+                let key = (res.plural.to_string(), ns, name.clone());
+                let mut st = self.state();
+                let Some(live) = st.objects.get(&key).cloned() else {
+                    return not_found(&res, &name);
+                };
+                let opts: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
+                    && live.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+                {
+                    return status(
+                        409,
+                        "Conflict",
+                        "Precondition failed: UID in precondition does not match",
+                    );
+                }
+                let gone = remove(&mut st, &self.inner.changes, &key).unwrap_or(live);
+                ok(&gone)
+            }
+        }
+    }
+
+    fn watch(
+        &self,
+        res: Res,
+        ns: String,
+        selector: Selector,
+        query: &BTreeMap<String, String>,
+        metadata_only: bool,
+    ) -> Response<RespBody> {
+        let from: Option<u64> = query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .filter(|v| *v > 0);
+        let limit = query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(self.inner.watch_timeout)
+            .min(self.inner.watch_timeout);
+        let relevant = move |c: &Change| {
+            c.plural == res.plural
+                && (ns.is_empty() || c.namespace == ns)
+                && selector.matches(&c.object)
+        };
+        let (backlog, rx) = {
+            let st = self.state();
+            // Subscribe under the lock, so no change falls between backlog and stream.
+            let rx = self.inner.changes.subscribe();
+            let backlog: Vec<Change> = match from {
+                Some(rv) => st.log.iter().filter(|c| c.rv > rv).cloned().collect(),
+                None => st
+                    .objects
+                    .iter()
+                    .filter(|((p, _, _), _)| p == res.plural)
+                    .map(|((p, n, _), o)| Change {
+                        rv: st.rv,
+                        plural: p.clone(),
+                        namespace: n.clone(),
+                        type_: "ADDED",
+                        object: o.clone(),
+                    })
+                    .collect(),
+            };
+            (backlog, rx)
+        };
+        let line = move |c: &Change| {
+            let mut l = serde_json::to_vec(&json!({
+                "type": c.type_,
+                "object": shape(&c.object, metadata_only),
+            }))
+            .unwrap_or_default();
+            l.push(b'\n');
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(l)))
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let backlog: Vec<Change> = backlog.into_iter().filter(|c| relevant(c)).collect();
+        let first = futures::stream::iter(backlog.iter().map(line).collect::<Vec<_>>());
+        let live = futures::stream::unfold(rx, move |mut rx| {
+            let relevant = relevant.clone();
+            async move {
+                loop {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Ok(c)) if relevant(&c) => return Some((line(&c), rx)),
+                        Ok(Ok(_)) => continue,
+                        // Lagged, closed or timed out: end the stream; the client re-watches.
+                        _ => return None,
+                    }
+                }
+            }
+        });
+        use futures::StreamExt;
+        let body = StreamBody::new(first.chain(live));
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed_unsync(body))
+            .unwrap()
+    }
+}
+
+#[derive(Clone)]
+struct Tagged {
+    api: FakeApi,
+    tag: &'static str,
+}
+
+impl tower::Service<Request<Body>> for Tagged {
+    type Response = Response<RespBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let me = self.api.clone();
+        let tag = self.tag;
+        Box::pin(async move { Ok(me.handle(req, tag).await) })
+    }
+}
+
+struct ApiPath {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<ApiPath> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
+        ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (plural, name) = match rest {
+        [p] => (p.to_string(), None),
+        [p, n] => (p.to_string(), Some(n.to_string())),
+        _ => return None,
+    };
+    Some(ApiPath {
+        group,
+        version,
+        namespace,
+        plural,
+        name,
+    })
+}
+
+fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Equality-based and set-based label selectors.
+#[derive(Clone, Debug, Default)]
+pub struct Selector(Vec<Requirement>);
+
+#[derive(Clone, Debug)]
+enum Requirement {
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+impl Selector {
+    pub fn parse(s: &str) -> Selector {
+        let mut parts = Vec::new();
+        let mut depth = 0;
+        let mut cur = String::new();
+        for c in s.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(std::mem::take(&mut cur));
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(c);
+        }
+        parts.push(cur);
+        let set = |v: &str| {
+            v.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        let reqs = parts
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if let Some((k, v)) = p.split_once(" notin ") {
+                    Requirement::NotIn(k.trim().into(), set(v))
+                } else if let Some((k, v)) = p.split_once(" in ") {
+                    Requirement::In(k.trim().into(), set(v))
+                } else if let Some((k, v)) = p.split_once("!=") {
+                    Requirement::NotIn(k.trim().into(), vec![v.trim().into()])
+                } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+                    Requirement::In(k.trim().into(), vec![v.trim().into()])
+                } else if let Some(k) = p.strip_prefix('!') {
+                    Requirement::NotExists(k.trim().into())
+                } else {
+                    Requirement::Exists(p.into())
+                }
+            })
+            .collect();
+        Selector(reqs)
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels");
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+            Requirement::In(k, vs) => get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
+        })
+    }
+}
+
+fn shape(obj: &Value, metadata_only: bool) -> Value {
+    if metadata_only {
+        json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+        })
+    } else {
+        obj.clone()
+    }
+}
+
+fn create(
+    st: &mut State,
+    changes: &broadcast::Sender<Change>,
+    plural: &str,
+    ns: &str,
+    mut obj: Value,
+) -> Result<Value, (u16, &'static str, String)> {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        return Err((422, "Invalid", "metadata.name: Required value".into()));
+    }
+    let key = (plural.to_string(), ns.to_string(), name.clone());
+    if st.objects.contains_key(&key) {
+        return Err((
+            409,
+            "AlreadyExists",
+            format!("{plural} \"{name}\" already exists"),
+        ));
+    }
+    st.rv += 1;
+    st.uids += 1;
+    let meta = obj
+        .as_object_mut()
+        .map(|o| o.entry("metadata").or_insert(json!({})));
+    if let Some(Value::Object(m)) = meta {
+        m.insert("namespace".into(), json!(ns));
+        m.insert("uid".into(), json!(format!("uid-{}", st.uids)));
+        m.insert("resourceVersion".into(), json!(st.rv.to_string()));
+        m.insert("generation".into(), json!(1));
+        m.insert("creationTimestamp".into(), json!("2026-01-01T00:00:00Z"));
+    }
+    st.objects.insert(key, obj.clone());
+    record(st, changes, plural, ns, "ADDED", &obj);
+    Ok(obj)
+}
+
+/// Stores `next` over the object at `key`: no-op if nothing changed, generation bumped when
+/// more than metadata or status changed.
+fn commit(
+    st: &mut State,
+    changes: &broadcast::Sender<Change>,
+    key: &Key,
+    mut next: Value,
+) -> Value {
+    let Some(live) = st.objects.get(key).cloned() else {
+        return next;
+    };
+    let strip_rv = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    if strip_rv(&live) == strip_rv(&next) {
+        return live;
+    }
+    let body = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            o.remove("status");
+        }
+        v
+    };
+    let generation = live
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    st.rv += 1;
+    let g = if body(&live) == body(&next) {
+        generation
+    } else {
+        generation + 1
+    };
+    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(st.rv.to_string()));
+        m.insert("generation".into(), json!(g));
+    }
+    st.objects.insert(key.clone(), next.clone());
+    record(st, changes, &key.0, &key.1, "MODIFIED", &next);
+    next
+}
+
+/// Deletes `key` and, like the background garbage collector, everything it owns.
+fn remove(st: &mut State, changes: &broadcast::Sender<Change>, key: &Key) -> Option<Value> {
+    let mut gone = st.objects.remove(key)?;
+    st.applied.retain(|(k, _), _| k != key);
+    st.rv += 1;
+    if let Some(m) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(st.rv.to_string()));
+    }
+    record(st, changes, &key.0, &key.1, "DELETED", &gone);
+    let uid = gone
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let dependents: Vec<Key> = st
+        .objects
+        .iter()
+        .filter(|(_, o)| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|rs| rs.iter().any(|r| r.get("uid") == Some(&json!(uid))))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for d in dependents {
+        remove(st, changes, &d);
+    }
+    Some(gone)
+}
+
+fn record(
+    st: &mut State,
+    changes: &broadcast::Sender<Change>,
+    plural: &str,
+    ns: &str,
+    type_: &'static str,
+    obj: &Value,
+) {
+    let change = Change {
+        rv: st.rv,
+        plural: plural.to_string(),
+        namespace: ns.to_string(),
+        type_,
+        object: obj.clone(),
+    };
+    st.log.push(change.clone());
+    // No receiver is fine: nobody is watching.
+    let _ = changes.send(change);
+}
+
+/// The server owns uid, creation time, generation and namespace; clients cannot change them.
+fn keep_server_fields(live: &Value, next: &mut Value) {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "namespace",
+        "resourceVersion",
+    ] {
+        if let (Some(v), Some(m)) = (
+            live.pointer(&format!("/metadata/{f}")),
+            next.get_mut("metadata").and_then(Value::as_object_mut),
+        ) {
+            m.insert(f.into(), v.clone());
+        }
+    }
+}
+
+/// Removes from `target` the fields `prev` applied that `now` no longer applies.
+fn drop_unapplied(target: &mut Value, prev: &Value, now: &Value) {
+    let (Some(t), Some(p)) = (target.as_object_mut(), prev.as_object()) else {
+        return;
+    };
+    for (k, pv) in p {
+        match now.get(k) {
+            None => {
+                t.remove(k);
+            }
+            Some(nv) if pv.is_object() && nv.is_object() => {
+                if let Some(tv) = t.get_mut(k) {
+                    drop_unapplied(tv, pv, nv);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Applied fields win; objects merge key by key; lists and scalars are replaced.
+fn merge_apply(target: &mut Value, applied: &Value) {
+    match (target.as_object_mut(), applied.as_object()) {
+        (Some(t), Some(a)) => {
+            for (k, av) in a {
+                match t.get_mut(k) {
+                    Some(tv) if tv.is_object() && av.is_object() => merge_apply(tv, av),
+                    _ => {
+                        t.insert(k.clone(), av.clone());
+                    }
+                }
+            }
+        }
+        _ => *target = applied.clone(),
+    }
+}
+
+fn respond(code: u16, body: &Value) -> Response<RespBody> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())
+        .unwrap()
+}
+
+fn ok(body: &Value) -> Response<RespBody> {
+    respond(200, body)
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<RespBody> {
+    respond(
+        code,
+        &json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        }),
+    )
+}
+
+fn not_found(res: &Res, name: &str) -> Response<RespBody> {
+    status(
+        404,
+        "NotFound",
+        &format!("{}.{} \"{name}\" not found", res.plural, res.group),
+    )
+}
