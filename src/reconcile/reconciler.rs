@@ -680,6 +680,25 @@ mod tests {
     }
 
     #[test]
+    fn the_controller_record_is_not_read_as_a_request() {
+        // The spec parser rejects unknown keys under the prefix; the controller's own
+        // record must not turn every managed InferenceService into a planning error.
+        let annotations = BTreeMap::from([
+            ("scaling.io/strategy".to_string(), "queue".to_string()),
+            (
+                format!("scaling.io/{}", keys::OBSERVED_GENERATION),
+                "3".to_string(),
+            ),
+        ]);
+        let spec = crate::spec::parse(&annotations, "scaling.io").unwrap();
+        assert!(spec.is_some());
+        assert_eq!(
+            crate::spec::input_keys(&annotations, "scaling.io").count(),
+            1
+        );
+    }
+
+    #[test]
     fn the_hash_follows_the_planned_object() {
         let a = json!({"spec": {"min": 1}});
         let b = json!({"spec": {"min": 2}});
