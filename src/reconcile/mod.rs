@@ -63,15 +63,17 @@
 //!
 //! | API group             | resource                       | verbs                              |
 //! |-----------------------|--------------------------------|------------------------------------|
-//! | serving.kserve.io     | inferenceservices              | get, list, watch, patch            |
+//! | serving.kserve.io     | inferenceservices              | list, watch, patch                 |
 //! | serving.kserve.io     | inferenceservices/finalizers   | update                             |
-//! | apps                  | deployments                    | get, list, watch                   |
+//! | apps                  | deployments                    | list, watch                        |
 //! | keda.sh               | scaledobjects                  | get, list, watch, create, patch, delete |
 //! | monitoring.coreos.com | servicemonitors, podmonitors   | get, list, watch, create, patch, delete |
 //! | events.k8s.io         | events                         | create, patch                      |
 //! | coordination.k8s.io   | leases (namespaced, Role)      | get, create, update                |
 //!
-//! `inferenceservices/finalizers: update` is what the OwnerReferencesPermissionEnforcement
+//! The controller never GETs an InferenceService or a Deployment (it reads them from its
+//! watch and from label-selected lists), so `get` on those is not needed; granting it does no
+//! harm. `inferenceservices/finalizers: update` is what the OwnerReferencesPermissionEnforcement
 //! admission plugin (on by default in OpenShift) demands before it accepts an owner reference
 //! with `blockOwnerDeletion: true`. `create` on the generated kinds is needed because a
 //! server-side apply that creates an object is authorised as a create.
