@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kserve_keda_webhook::reconcile::{self, ControllerOptions};
 use kserve_keda_webhook::render;
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
@@ -132,9 +133,23 @@ struct ServeArgs {
     /// Log filter (tracing syntax), e.g. info or kserve_keda_webhook=debug.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     log_level: String,
-    /// Serve admission only; do not run the controller.
+    /// Serve admission only; do not run the controller (no cluster access needed).
     #[arg(long)]
     no_controller: bool,
+    /// Namespace the controller watches (repeatable); all namespaces when absent.
+    #[arg(long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "default"
+    )]
+    leader_election_namespace: String,
+    /// This replica's name in the Lease.
+    #[arg(long, value_name = "ID", env = "POD_NAME")]
+    identity: Option<String>,
     #[command(flatten)]
     planning: PlanningArgs,
 }
@@ -278,16 +293,16 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         _ => self_signed(&args)?,
     };
-    if !args.no_controller {
-        bail!("the controller is not available in this build yet; run with --no-controller");
-    }
     let listener = serve::listen(args.addr)?;
     let metrics_listener = args.metrics_addr.map(serve::listen).transpose()?;
-    let state = AppState::new(settings, Readiness::new(false));
+    let state = AppState::new(settings, Readiness::new(!args.no_controller));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if !args.no_controller {
+        runtime.block_on(start_controller(&args, &state))?;
+    }
     runtime.block_on(serve::run(
         ServeOptions {
             listener,
@@ -299,6 +314,35 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         state,
         serve::signal(),
     ))?;
+    Ok(())
+}
+
+/// Connects to the cluster and runs the controller in the background. A missing kubeconfig
+/// is a startup error, not a silent admission-only mode.
+async fn start_controller(args: &ServeArgs, state: &AppState) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context(
+        "the controller needs a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller to serve admission only",
+    )?;
+    let identity = match &args.identity {
+        Some(id) => id.clone(),
+        None => format!("kserve-keda-webhook-{}", std::process::id()),
+    };
+    let mut opts = ControllerOptions::new(args.leader_election_namespace.clone(), identity);
+    opts.namespaces = args.namespaces.clone();
+    let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+    let readiness = state.readiness.clone();
+    tokio::spawn(async move {
+        while ready_rx.changed().await.is_ok() {
+            readiness.set_controller_synced(*ready_rx.borrow());
+        }
+    });
+    let settings = state.settings.clone();
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        if let Err(e) = reconcile::run(client, settings, opts, metrics, ready_tx).await {
+            tracing::error!(error = %e, "controller stopped");
+        }
+    });
     Ok(())
 }
 

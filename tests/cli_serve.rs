@@ -111,3 +111,21 @@ fn unreadable_certificate_is_a_clear_startup_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/tls.crt"), "{err}");
 }
+
+#[test]
+fn controller_without_a_cluster_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .args(["serve", "--self-signed", "--addr", "127.0.0.1:0"])
+        .arg("--self-signed-dir")
+        .arg(dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--no-controller"), "{err}");
+}
