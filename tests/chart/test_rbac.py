@@ -7,6 +7,7 @@ from scenarios import FULLNAME, NAMESPACE, cert_mode, controller_enabled, of_kin
 
 CONTROLLER_CLUSTER_RULES = {
     ("serving.kserve.io", "inferenceservices", ()): {"get", "list", "watch", "patch"},
+    ("serving.kserve.io", "inferenceservices/finalizers", ()): {"update"},
     ("apps", "deployments", ()): {"get", "list", "watch"},
     ("keda.sh", "scaledobjects", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "servicemonitors", ()): {"get", "list", "watch", "create", "patch", "delete"},
