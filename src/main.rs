@@ -14,6 +14,7 @@ use kserve_keda_webhook::render;
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
 use kserve_keda_webhook::settings::{AuthRef, RawMode, Settings};
+use kserve_keda_webhook::spec;
 use kserve_keda_webhook::strategy::Strategy;
 use kserve_keda_webhook::tls;
 
@@ -223,9 +224,7 @@ fn settings(args: &PlanningArgs) -> anyhow::Result<Settings> {
         ..Settings::default()
     };
     if let Some(addr) = &args.prometheus_address {
-        if !(addr.starts_with("http://") || addr.starts_with("https://")) {
-            bail!("--prometheus-address: '{addr}' is not an http(s) URL");
-        }
+        spec::check_url(addr).map_err(|e| anyhow::anyhow!("--prometheus-address: {e}"))?;
         s.prometheus_address = addr.clone();
     }
     s.monitor_labels = pairs("--monitor-label", &args.monitor_labels)?;
@@ -244,13 +243,8 @@ fn settings(args: &PlanningArgs) -> anyhow::Result<Settings> {
         let strategy = Strategy::parse(&name).filter(|s| *s != Strategy::Custom).with_context(|| {
             format!("--default-target: '{name}' is not a strategy; allowed: tokens, concurrency, queue, kv-cache, ttft, itl, gpu, power")
         })?;
-        let target = value
-            .parse::<f64>()
-            .ok()
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .with_context(|| {
-                format!("--default-target {name}: '{value}' is not a number greater than 0")
-            })?;
+        let target =
+            spec::positive(&value).map_err(|e| anyhow::anyhow!("--default-target {name}: {e}"))?;
         s.targets.insert(strategy, target);
     }
     if let Some(n) = args.default_min_replicas {

@@ -234,7 +234,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
     });
     plan.monitor = monitor(isvc, spec, settings, &deployment, labels);
 
-    let mut records = vec![
+    let records = [
         (keys::SCALE_TARGET, Some(deployment.clone())),
         (keys::SCALED_OBJECT, Some(so_name)),
         (
@@ -242,7 +242,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
             plan.monitor.as_ref().map(|m| m.name().to_string()),
         ),
     ];
-    for (k, v) in records.drain(..) {
+    for (k, v) in records {
         plan.annotations.insert(format!("{prefix}/{k}"), v);
     }
     plan.annotations

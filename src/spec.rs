@@ -307,7 +307,8 @@ fn number(value: &str) -> Result<f64, String> {
     }
 }
 
-fn positive(value: &str) -> Result<f64, String> {
+/// A target: a finite number greater than 0. Shared by annotations and the CLI defaults.
+pub fn positive(value: &str) -> Result<f64, String> {
     let n = number(value).map_err(|e| format!("{e}; use a number greater than 0"))?;
     if n <= 0.0 {
         return Err(format!(
@@ -335,7 +336,8 @@ fn whole(value: &str, min: u32) -> Result<u32, String> {
     }
 }
 
-fn check_url(value: &str) -> Result<(), String> {
+/// An http(s) URL with a host. Shared by annotations and the CLI defaults.
+pub fn check_url(value: &str) -> Result<(), String> {
     let rest = value
         .strip_prefix("http://")
         .or_else(|| value.strip_prefix("https://"));
