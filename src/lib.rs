@@ -2,6 +2,7 @@
 //! monitor, as a mutating admission webhook, a controller and an offline renderer.
 
 pub mod admission;
+pub mod certs;
 pub mod isvc;
 pub mod metrics;
 pub mod names;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kserve_keda_webhook::certs;
 use kserve_keda_webhook::reconcile::{self, ControllerOptions};
 use kserve_keda_webhook::render;
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
@@ -91,6 +92,11 @@ enum TriggerAuthKind {
     ClusterTriggerAuthentication,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CertMode {
+    SelfManaged,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Json,
@@ -106,22 +112,44 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// PEM certificate chain; re-read when it changes.
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "self_signed",
-        requires = "tls_key_file"
-    )]
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
     tls_cert_file: Option<PathBuf>,
     /// PEM private key; re-read when it changes.
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     tls_key_file: Option<PathBuf>,
     /// Generate a throw-away CA and certificate for localhost (for local runs).
-    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file", "cert_mode"])]
     self_signed: bool,
     /// Where --self-signed writes tls.crt, tls.key and ca.crt.
     #[arg(long, value_name = "DIR", requires = "self_signed")]
     self_signed_dir: Option<PathBuf>,
+    /// `self-managed`: keep a shared CA and certificate in a Secret, publish the CA in the
+    /// webhook configuration, renew before expiry (needs --cert-secret, --webhook-config,
+    /// --service-name, --service-namespace).
+    #[arg(long, value_enum, conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    cert_mode: Option<CertMode>,
+    /// Secret (in --service-namespace) holding the self-managed certificate.
+    #[arg(long, value_name = "NAME")]
+    cert_secret: Option<String>,
+    /// MutatingWebhookConfiguration whose caBundle the self-managed mode fills in.
+    #[arg(long, value_name = "NAME")]
+    webhook_config: Option<String>,
+    /// Service the API server calls (the certificate's DNS names derive from it).
+    #[arg(long, value_name = "NAME")]
+    service_name: Option<String>,
+    /// Namespace of that Service and of the certificate Secret.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    service_namespace: Option<String>,
+    /// Where the self-managed certificate is written for the TLS server.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/tmp/kserve-keda-webhook-certs"
+    )]
+    cert_dir: PathBuf,
+    /// How often the self-managed certificate is re-read and checked for renewal, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    cert_check_interval: u64,
     /// How often the certificate files are checked for rotation, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     cert_reload_interval: u64,
@@ -279,14 +307,7 @@ fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
     let settings = settings(&args.planning)?;
-    let certs = match (&args.tls_cert_file, &args.tls_key_file) {
-        (Some(cert), Some(key)) => CertFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            reload_interval: Duration::from_secs(args.cert_reload_interval.max(1)),
-        },
-        _ => self_signed(&args)?,
-    };
+    let self_managed = self_managed_config(&args)?;
     let listener = serve::listen(args.addr)?;
     let metrics_listener = args.metrics_addr.map(serve::listen).transpose()?;
     let state = AppState::new(settings, Readiness::new(!args.no_controller));
@@ -294,8 +315,44 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if !args.no_controller {
-        runtime.block_on(start_controller(&args, &state))?;
+    let client = if !args.no_controller || self_managed.is_some() {
+        Some(runtime.block_on(kube::Client::try_default()).context(
+            "the controller and self-managed certificates need a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller and file or --self-signed certificates to serve admission only",
+        )?)
+    } else {
+        None
+    };
+    let reload_interval = Duration::from_secs(args.cert_reload_interval.max(1));
+    let certs = match (
+        &self_managed,
+        &client,
+        &args.tls_cert_file,
+        &args.tls_key_file,
+    ) {
+        (Some(cfg), Some(client), _, _) => {
+            let (cert, key) = runtime.block_on(certs::start(
+                client.clone(),
+                cfg.clone(),
+                args.cert_dir.clone(),
+            ))?;
+            CertFiles {
+                cert,
+                key,
+                reload_interval,
+            }
+        }
+        (_, _, Some(cert), Some(key)) => CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_interval,
+        },
+        _ if args.self_signed => self_signed(&args)?,
+        _ => bail!(
+            "no serving certificate: give --tls-cert-file and --tls-key-file, --cert-mode self-managed, or --self-signed"
+        ),
+    };
+    if let (false, Some(client)) = (args.no_controller, client) {
+        runtime.block_on(start_controller(client, &args, &state));
     }
     runtime.block_on(serve::run(
         ServeOptions {
@@ -311,12 +368,35 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects to the cluster and runs the controller in the background. A missing kubeconfig
-/// is a startup error, not a silent admission-only mode.
-async fn start_controller(args: &ServeArgs, state: &AppState) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await.context(
-        "the controller needs a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller to serve admission only",
+/// The self-managed certificate settings, when that mode is chosen; every flag it needs is
+/// checked here so a missing one is named at start-up.
+fn self_managed_config(args: &ServeArgs) -> anyhow::Result<Option<certs::SelfManaged>> {
+    if args.cert_mode != Some(CertMode::SelfManaged) {
+        return Ok(None);
+    }
+    let need = |v: &Option<String>, flag: &str| -> anyhow::Result<String> {
+        v.clone()
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("--cert-mode self-managed needs {flag}"))
+    };
+    let service_namespace = need(
+        &args.service_namespace,
+        "--service-namespace (or POD_NAMESPACE)",
     )?;
+    Ok(Some(certs::SelfManaged {
+        secret_namespace: service_namespace.clone(),
+        secret_name: need(&args.cert_secret, "--cert-secret")?,
+        webhook_config: need(&args.webhook_config, "--webhook-config")?,
+        service_name: need(&args.service_name, "--service-name")?,
+        service_namespace,
+        validity: Duration::from_secs(365 * 24 * 3600),
+        renew_before: Duration::from_secs(30 * 24 * 3600),
+        check_interval: Duration::from_secs(args.cert_check_interval.max(1)),
+    }))
+}
+
+/// Runs the controller in the background; readiness follows its sync state.
+async fn start_controller(client: kube::Client, args: &ServeArgs, state: &AppState) {
     let identity = match &args.identity {
         Some(id) => id.clone(),
         None => format!("kserve-keda-webhook-{}", std::process::id()),
@@ -337,7 +417,6 @@ async fn start_controller(args: &ServeArgs, state: &AppState) -> anyhow::Result<
             tracing::error!(error = %e, "controller stopped");
         }
     });
-    Ok(())
 }
 
 fn self_signed(args: &ServeArgs) -> anyhow::Result<CertFiles> {

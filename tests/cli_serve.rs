@@ -129,3 +129,19 @@ fn controller_without_a_cluster_is_a_clear_startup_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--no-controller"), "{err}");
 }
+
+#[test]
+fn self_managed_mode_names_each_missing_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .args(["serve", "--no-controller", "--addr", "127.0.0.1:0"])
+        .args(["--cert-mode", "self-managed", "--service-namespace", "kkw"])
+        .args(["--webhook-config", "kkw", "--service-name", "kkw"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cert-mode self-managed needs --cert-secret"),
+        "{err}"
+    );
+}

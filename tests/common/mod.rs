@@ -196,3 +196,27 @@ pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
 pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Whether `cert_pem` (leaf first) chains to a CA in `bundle_pem` and is valid for `dns_name`,
+/// checked by rustls' own server-certificate verifier.
+pub fn verifies(bundle_pem: &str, cert_pem: &[u8], dns_name: &str) -> bool {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .map(|c| c.unwrap())
+        .collect();
+    let name = ServerName::try_from(dns_name.to_string()).unwrap();
+    verifier
+        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+        .is_ok()
+}

@@ -94,7 +94,20 @@ pub const EVENT: Res = Res {
     plural: "events",
     kind: "Event",
 };
-pub const ALL: [Res; 7] = [
+pub const SECRET: Res = Res {
+    group: "",
+    version: "v1",
+    plural: "secrets",
+    kind: "Secret",
+};
+/// Cluster-scoped: stored under the empty namespace.
+pub const MUTATING_WEBHOOK: Res = Res {
+    group: "admissionregistration.k8s.io",
+    version: "v1",
+    plural: "mutatingwebhookconfigurations",
+    kind: "MutatingWebhookConfiguration",
+};
+pub const ALL: [Res; 9] = [
     ISVC,
     DEPLOYMENT,
     SCALED_OBJECT,
@@ -102,6 +115,8 @@ pub const ALL: [Res; 7] = [
     POD_MONITOR,
     LEASE,
     EVENT,
+    SECRET,
+    MUTATING_WEBHOOK,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,6 +366,7 @@ impl FakeApi {
         match fault {
             Some(Effect::Status(code)) => {
                 let reason = match code {
+                    404 => "NotFound",
                     409 => "Conflict",
                     500 => "InternalError",
                     429 => "TooManyRequests",
