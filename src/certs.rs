@@ -204,11 +204,14 @@ pub async fn ensure(client: Client, cfg: &SelfManaged, now: i64) -> Result<Share
                     }
                     _ => {}
                 }
+                // Only a CA that parses is kept: one bad block would make the API server
+                // reject the whole caBundle.
                 let previous_ca = secret
                     .data
                     .as_ref()
                     .and_then(|d| d.get("ca.crt"))
-                    .and_then(|b| String::from_utf8(b.0.clone()).ok());
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                    .filter(|pem| is_pem_certificates(pem));
                 let (issued, not_after) = issue(cfg, now)?;
                 let mut renewed = secret_for(cfg, &issued, previous_ca.as_deref(), not_after);
                 renewed.metadata.resource_version = secret.metadata.resource_version.clone();
@@ -298,6 +301,19 @@ pub async fn publish_ca(
     .map_err(wrap)?;
     info!(config = %cfg.webhook_config, "published the CA bundle");
     Ok(true)
+}
+
+fn is_pem_certificates(pem: &str) -> bool {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut any = false;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        if cert.is_err() {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// Unix seconds now.
