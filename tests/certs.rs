@@ -157,12 +157,15 @@ async fn an_unusable_secret_is_replaced() {
     api.create(
         SECRET,
         NS,
-        json!({"metadata": {"name": "kkw-tls"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}),
+        json!({"metadata": {"name": "kkw-tls"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA==", "ca.crt": "bm90IGEgY2VydA=="}}),
     );
     let shared = certs::ensure(api.client(), &cfg(), 1_800_000_000)
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&shared.serving.cert).contains("BEGIN CERTIFICATE"));
+    // The unparsable old "CA" is not carried into the published bundle.
+    assert_eq!(shared.ca_bundle.matches("BEGIN CERTIFICATE").count(), 1);
+    assert!(!shared.ca_bundle.contains("not a cert"));
 }
 
 #[tokio::test]
