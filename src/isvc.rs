@@ -46,6 +46,9 @@ pub struct Predictor {
     pub ignored_scaling_fields: Vec<&'static str>,
     /// Annotation keys on `spec.predictor.annotations` (Knative reads some of them).
     pub annotation_keys: Vec<String>,
+    /// Whether the model container asks for an accelerator (`nvidia.com/gpu`, `amd.com/gpu`,
+    /// `gpu.intel.com/...`): the resources platform policy may require autoscaling for.
+    pub requests_gpu: bool,
 }
 
 impl Isvc {
@@ -127,7 +130,19 @@ impl Predictor {
             .and_then(Value::as_object)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
+        let mut resources: Vec<&Value> = p.pointer("/model/resources").into_iter().collect();
+        if let Some(containers) = p.get("containers").and_then(Value::as_array) {
+            resources.extend(containers.iter().filter_map(|c| c.get("resources")));
+        }
+        let requests_gpu = resources.iter().any(|r| {
+            ["limits", "requests"].iter().any(|k| {
+                r.get(*k)
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| m.keys().any(|name| name.contains("gpu")))
+            })
+        });
         Ok(Predictor {
+            requests_gpu,
             name: optional_str(p.get("name"), &field("name"))?,
             min_replicas: replicas(p.get("minReplicas"), &field("minReplicas"))?,
             max_replicas: replicas(p.get("maxReplicas"), &field("maxReplicas"))?,
@@ -242,6 +257,26 @@ mod tests {
             vec!["autoscaling.knative.dev/target"]
         );
         assert_eq!(v.status_deployment_mode.as_deref(), Some("Serverless"));
+        assert!(!v.predictor.requests_gpu);
+    }
+
+    #[test]
+    fn gpu_requests_are_seen_in_model_and_containers() {
+        for data in [
+            json!({"spec": {"predictor": {"model": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}}),
+            json!({"spec": {"predictor": {"containers": [{"name": "c", "resources": {"requests": {"amd.com/gpu": 1}}}]}}}),
+        ] {
+            let v = Isvc::from_parts(&meta("m", None), &data, "n").unwrap();
+            assert!(v.predictor.requests_gpu, "{data}");
+        }
+        let cpu =
+            json!({"spec": {"predictor": {"model": {"resources": {"limits": {"cpu": "4"}}}}}});
+        assert!(
+            !Isvc::from_parts(&meta("m", None), &cpu, "n")
+                .unwrap()
+                .predictor
+                .requests_gpu
+        );
     }
 
     #[test]

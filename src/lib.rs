@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod names;
 pub mod patch;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod render;
 pub mod resources;

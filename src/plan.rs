@@ -67,6 +67,9 @@ pub enum PlanError {
         "strategy 'custom' has no default target; set {prefix}/target-custom (or {prefix}/target when it is the only strategy) to the per-replica value"
     )]
     CustomWithoutTarget { prefix: String },
+    /// A platform policy refused the request; the message names the rule and the limit.
+    #[error("denied by scaling policy: {0}")]
+    Policy(String),
     #[error(
         "annotation {prefix}/strategy: {source}; set {prefix}/runtime if the predictor runs another server"
     )]
@@ -88,6 +91,8 @@ pub struct Plan {
     /// The Deployment the ScaledObject scales.
     pub scale_target: Option<String>,
     pub warnings: Vec<String>,
+    /// Policy findings in `audit` mode: recorded (log, metric, Event), never shown to the user.
+    pub audit: Vec<String>,
 }
 
 impl Plan {

@@ -10,7 +10,8 @@ use std::str::FromStr;
 use crate::strategy::Strategy;
 
 /// The raw-mode value written into `serving.kserve.io/deploymentMode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum RawMode {
     /// Accepted by every KServe >= 0.11 (0.16+ normalises it to `Standard`).
     #[default]
@@ -34,6 +35,13 @@ impl fmt::Display for RawMode {
     }
 }
 
+impl TryFrom<String> for RawMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl FromStr for RawMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -48,12 +56,26 @@ impl FromStr for RawMode {
 }
 
 /// Which prometheus-operator object scrapes the predictor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum MonitorKind {
     #[default]
     ServiceMonitor,
     PodMonitor,
     None,
+}
+
+impl TryFrom<String> for MonitorKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        MonitorKind::parse(&s).ok_or_else(|| {
+            format!(
+                "monitor '{}' is not allowed; use {}",
+                crate::spec::clip(&s),
+                MonitorKind::ALLOWED
+            )
+        })
+    }
 }
 
 impl MonitorKind {

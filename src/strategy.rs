@@ -8,7 +8,8 @@
 use std::fmt;
 
 /// What a trigger scales on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Strategy {
     Tokens,
     Concurrency,
@@ -123,6 +124,19 @@ impl Strategy {
     /// generated monitor and is switched off by vLLM's `--disable-log-stats`).
     pub fn uses_server_metrics(self) -> bool {
         !matches!(self, Strategy::Gpu | Strategy::Power | Strategy::Custom)
+    }
+}
+
+impl TryFrom<String> for Strategy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Strategy::parse(&s).ok_or_else(|| {
+            format!(
+                "unknown strategy '{}'; allowed: {}",
+                crate::spec::clip(&s),
+                Strategy::ALLOWED
+            )
+        })
     }
 }
 
