@@ -147,13 +147,11 @@ fn unmanaged(isvc: &Isvc, settings: &Settings) -> Plan {
         .map(|(k, _)| k)
         .collect();
     if !leftovers.is_empty() {
-        plan.warnings.push(format!(
-            "annotations {} have no effect without {prefix}/strategy",
-            leftovers
-                .iter()
-                .map(|k| format!("{prefix}/{k}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+        let keys: Vec<String> = leftovers.iter().map(|k| format!("{prefix}/{k}")).collect();
+        plan.warnings.push(listing(
+            "annotations ",
+            &keys,
+            &format!(" have no effect without {prefix}/strategy"),
         ));
     }
     plan
@@ -538,17 +536,18 @@ fn warnings(
             "min replicas is 0 but every trigger reads metrics the predictor pods export themselves; with no pod there is no metric, so the model can never scale up from zero: set {prefix}/min-replicas to 1 or add a 'custom' trigger on a signal from outside the pods"
         ));
     }
-    let knative: Vec<&str> = isvc
+    let knative: Vec<String> = isvc
         .annotations
         .keys()
         .chain(p.annotation_keys.iter())
-        .map(String::as_str)
         .filter(|k| k.starts_with("autoscaling.knative.dev/"))
+        .cloned()
         .collect();
     if !knative.is_empty() {
-        out.push(format!(
-            "annotations {} only affect Knative mode and are ignored in raw mode; scaling follows the ScaledObject",
-            knative.join(", ")
+        out.push(listing(
+            "annotations ",
+            &knative,
+            " only affect Knative mode and are ignored in raw mode; scaling follows the ScaledObject",
         ));
     }
     for field in &p.ignored_scaling_fields {
@@ -557,9 +556,10 @@ fn warnings(
         ));
     }
     if !spec.unused.is_empty() {
-        out.push(format!(
-            "{} name strategies that were not requested and have no effect",
-            spec.unused.join(", ")
+        out.push(listing(
+            "",
+            &spec.unused,
+            " name strategies that were not requested and have no effect",
         ));
     }
     if !strategies.contains(&Strategy::Custom) {
@@ -580,6 +580,37 @@ fn warnings(
         ));
     }
     out
+}
+
+/// The API server shows at most this many characters of one warning.
+pub const MAX_WARNING: usize = 256;
+
+/// `{before}{items}{after}` within [`MAX_WARNING`] bytes: as many items as fit (each clipped),
+/// then how many were left out, so an object with hundreds of keys cannot push a warning past
+/// what the API server shows.
+fn listing(before: &str, items: &[String], after: &str) -> String {
+    // Room for ", and 99999 more" whatever happens.
+    const TAIL: usize = 16;
+    let budget = MAX_WARNING.saturating_sub(before.len() + after.len() + TAIL);
+    let mut list = String::new();
+    let mut shown = 0;
+    for item in items {
+        let item = spec::clip(item);
+        let sep = if shown == 0 { "" } else { ", " };
+        if list.len() + sep.len() + item.len() > budget {
+            break;
+        }
+        list.push_str(sep);
+        list.push_str(&item);
+        shown += 1;
+    }
+    let rest = items.len() - shown;
+    match (shown, rest) {
+        (_, 0) => {}
+        (0, n) => list = format!("{n} keys"),
+        (_, n) => list.push_str(&format!(", and {n} more")),
+    }
+    format!("{before}{list}{after}")
 }
 
 #[cfg(test)]

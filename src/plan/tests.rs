@@ -491,6 +491,63 @@ fn warnings_stay_within_what_the_api_server_shows() {
 }
 
 #[test]
+fn warnings_listing_many_keys_are_cut_with_a_count() {
+    let knative: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("autoscaling.knative.dev/key-{i:02}"),
+                "1".to_string(),
+            )
+        })
+        .collect();
+    let mut pairs: Vec<(&str, &str)> = knative
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.push(("scaling.io/strategy", "queue"));
+    let p = create(&isvc(&pairs, json!({}))).unwrap();
+    let w = p
+        .warnings
+        .iter()
+        .find(|w| w.contains("Knative"))
+        .expect("a Knative warning");
+    assert!(w.len() <= MAX_WARNING, "{} chars: {w}", w.len());
+    assert!(
+        w.starts_with("annotations autoscaling.knative.dev/key-00, "),
+        "{w}"
+    );
+    assert!(w.contains(" more only affect Knative mode"), "{w}");
+
+    // Without a strategy, leftover inputs are listed the same way.
+    let leftovers: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("scaling.io/target-{i:02}"), "1".to_string()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = leftovers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let p = create(&isvc(&pairs, json!({}))).unwrap();
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].len() <= MAX_WARNING, "{}", p.warnings[0]);
+    assert!(p.warnings[0].contains("scaling.io/target-00"));
+    assert!(
+        p.warnings[0].contains(" more have no effect"),
+        "{}",
+        p.warnings[0]
+    );
+}
+
+#[test]
+fn listing_names_everything_that_fits() {
+    let items = vec!["a".to_string(), "b".to_string()];
+    assert_eq!(listing("keys ", &items, " unused"), "keys a, b unused");
+    let long = vec!["x".repeat(300); 3];
+    let w = listing("keys ", &long, " unused");
+    assert!(w.len() <= MAX_WARNING, "{w}");
+    assert!(w.contains("..."), "each item is clipped: {w}");
+}
+
+#[test]
 fn gpu_and_power_do_not_warn_about_log_stats() {
     let p = create(&isvc(
         &[("scaling.io/strategy", "gpu,power")],
