@@ -1,0 +1,459 @@
+//! Property tests over everything that reads outside input: the AdmissionReview decoder, the
+//! annotation parser and the planner. Case counts are bounded so `cargo test` stays fast; a
+//! longer hunt is `PROPTEST_CASES=20000 cargo test --release --test fuzz`.
+//!
+//! There is no policy-file parser yet (`--policy` is not built), so none is fuzzed here.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kserve_keda_webhook::admission;
+use kserve_keda_webhook::isvc::Isvc;
+use kserve_keda_webhook::names::SCALED_OBJECT_MAX;
+use kserve_keda_webhook::plan::{self, Input};
+use kserve_keda_webhook::settings::Settings;
+use kserve_keda_webhook::spec::{self, keys};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use serde_json::{Value, json};
+
+fn config() -> Config {
+    // PROPTEST_CASES still overrides this for a longer run.
+    Config {
+        cases: 384,
+        // Failures print the minimal input; no regression files are written into the tree.
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// Any JSON value, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".{0,24}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Short annotation names: the known ones, per-strategy forms, records and noise.
+fn short_key() -> impl Strategy<Value = String> {
+    let known: Vec<String> = keys::FIXED_INPUTS
+        .iter()
+        .chain(keys::RECORDS.iter())
+        .map(|k| k.to_string())
+        .collect();
+    prop_oneof![
+        4 => prop::sample::select(known),
+        2 => prop::sample::select(vec![
+            "tokens", "concurrency", "queue", "kv-cache", "ttft", "itl", "tpot", "gpu",
+            "power", "custom", "latency", "",
+        ])
+        .prop_flat_map(|s| {
+            prop::sample::select(vec!["target-", "activation-target-"])
+                .prop_map(move |p| format!("{p}{s}"))
+        }),
+        1 => "[a-z-]{0,20}",
+        1 => ".{0,20}",
+    ]
+}
+
+/// Values: plausible ones for every key, and arbitrary text.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "tokens", "concurrency", "queue", "kv-cache", "ttft", "itl", "gpu", "power",
+            "custom", "tokens,queue", "queue,queue", "tokens, kv-cache ,ttft", ",", "",
+            "0", "1", "4", "-1", "0.5", "1e3", "NaN", "inf", "4294967296", "99999999999",
+            "30s", "1m30s", "0s", "1h", "vllm", "sglang", "tgi", "AverageValue", "Value",
+            "servicemonitor", "podmonitor", "none", "8080", "0", "65536", "/metrics",
+            "metrics", "http://prometheus:9090", "ftp://x", "sum(up)",
+        ])
+        .prop_map(str::to_string),
+        1 => "[0-9.e+-]{0,12}",
+        1 => ".{0,40}",
+        1 => ".{60,300}",
+    ]
+}
+
+fn scaling_annotations() -> impl Strategy<Value = BTreeMap<String, String>> {
+    (
+        prop::option::weighted(0.85, value()),
+        prop::collection::btree_map(short_key(), value(), 0..8),
+    )
+        .prop_map(|(strategy, rest)| {
+            let mut m: BTreeMap<String, String> = rest
+                .into_iter()
+                .map(|(k, v)| (format!("scaling.io/{k}"), v))
+                .collect();
+            if let Some(s) = strategy {
+                m.insert("scaling.io/strategy".into(), s);
+            }
+            m
+        })
+}
+
+/// Annotations the planner reads besides `scaling.io/`: KServe's and Knative's.
+fn all_annotations() -> impl Strategy<Value = BTreeMap<String, String>> {
+    (
+        scaling_annotations(),
+        prop::option::of(prop::sample::select(vec![
+            "RawDeployment",
+            "Standard",
+            "Serverless",
+            "ModelMesh",
+            "",
+        ])),
+        prop::option::of(prop::sample::select(vec![
+            "external", "hpa", "keda", "none", "",
+        ])),
+        prop::collection::vec("[a-z-]{1,40}", 0..12),
+    )
+        .prop_map(|(mut m, mode, class, knative)| {
+            if let Some(mode) = mode {
+                m.insert("serving.kserve.io/deploymentMode".into(), mode.into());
+            }
+            if let Some(class) = class {
+                m.insert("serving.kserve.io/autoscalerClass".into(), class.into());
+            }
+            for k in knative {
+                m.insert(format!("autoscaling.knative.dev/{k}"), "x".into());
+            }
+            m
+        })
+}
+
+/// `spec.predictor`: the fields the planner reads, with right and wrong types, plus noise.
+fn predictor() -> impl Strategy<Value = Value> {
+    let replicas = prop_oneof![
+        Just(Value::Null),
+        (0u32..12).prop_map(|n| json!(n)),
+        any::<i64>().prop_map(|n| json!(n)),
+        json_value(),
+    ];
+    let args = prop_oneof![
+        prop::collection::vec(
+            prop_oneof![
+                Just("--disable-log-stats".to_string()),
+                Just("--backend=huggingface".to_string()),
+                ".{0,30}",
+            ],
+            0..6
+        )
+        .prop_map(|v| json!(v)),
+        json_value(),
+    ];
+    (
+        replicas.clone(),
+        replicas,
+        args,
+        prop::option::of(prop_oneof![
+            "[a-z0-9-]{0,40}".prop_map(Value::String),
+            json_value()
+        ]),
+        prop::collection::btree_map("[a-zA-Z./-]{1,60}", json_value(), 0..20),
+        prop::collection::btree_map(
+            prop::sample::select(vec![
+                "autoScaling",
+                "scaleMetric",
+                "scaleTarget",
+                "containerConcurrency",
+                "logger",
+                "batcher",
+                "containers",
+            ]),
+            json_value(),
+            0..4,
+        ),
+    )
+        .prop_map(|(min, max, args, name, annotations, extra)| {
+            let mut p = json!({
+                "minReplicas": min,
+                "maxReplicas": max,
+                "model": {"modelFormat": {"name": "huggingface"}, "args": args},
+                "annotations": annotations,
+            });
+            if let Some(n) = name {
+                p["name"] = n;
+            }
+            for (k, v) in extra {
+                p[k] = v;
+            }
+            p
+        })
+}
+
+/// DNS-1123-ish names, from short to far beyond the 54 characters a ScaledObject allows.
+fn dns_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]([a-z0-9-]{0,20}[a-z0-9])?",
+        "[a-z][a-z0-9.-]{40,120}[a-z0-9]",
+    ]
+}
+
+fn valid_review(annotations: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1",
+            "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+            "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
+            "name": "qwen", "namespace": "llm", "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": "qwen", "annotations": annotations},
+                "spec": {"predictor": {"minReplicas": 1, "model": {"args": ["--port=8080"]}}}
+            }
+        }
+    })
+}
+
+/// Every JSON pointer into `v`.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, c) in m {
+                pointers(
+                    c,
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                pointers(c, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Replace(usize, Value),
+    Remove(usize),
+    FlipByte(usize, u8),
+    Truncate(usize),
+    Insert(usize, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => (any::<usize>(), json_value()).prop_map(|(i, v)| Mutation::Replace(i, v)),
+        2 => any::<usize>().prop_map(Mutation::Remove),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::FlipByte(i, b)),
+        1 => any::<usize>().prop_map(Mutation::Truncate),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+    ]
+}
+
+fn mutate(review: &Value, mutations: &[Mutation]) -> Vec<u8> {
+    let mut doc = review.clone();
+    let mut bytes = None::<Vec<u8>>;
+    for m in mutations {
+        // Structural mutations first while the document is still JSON; byte-level ones after.
+        let mut ptrs = Vec::new();
+        pointers(&doc, String::new(), &mut ptrs);
+        match (m, bytes.as_mut()) {
+            (Mutation::Replace(i, v), None) => {
+                let p = &ptrs[i % ptrs.len()];
+                if let Some(slot) = doc.pointer_mut(p) {
+                    *slot = v.clone();
+                }
+            }
+            (Mutation::Remove(i), None) => {
+                let p = &ptrs[i % ptrs.len()];
+                if let Some((parent, key)) = p.rsplit_once('/')
+                    && let Some(Value::Object(o)) = doc.pointer_mut(parent)
+                {
+                    o.remove(&key.replace("~1", "/").replace("~0", "~"));
+                }
+            }
+            (_, None) => {
+                bytes = Some(serde_json::to_vec(&doc).unwrap());
+                byte_mutation(m, bytes.as_mut().unwrap());
+            }
+            (_, Some(b)) => byte_mutation(m, b),
+        }
+    }
+    bytes.unwrap_or_else(|| serde_json::to_vec(&doc).unwrap())
+}
+
+fn byte_mutation(m: &Mutation, b: &mut Vec<u8>) {
+    if b.is_empty() {
+        return;
+    }
+    let n = b.len();
+    match m {
+        Mutation::FlipByte(i, x) => b[i % n] = *x,
+        Mutation::Truncate(i) => b.truncate(i % n),
+        Mutation::Insert(i, x) => b.insert(i % n, *x),
+        Mutation::Replace(i, _) | Mutation::Remove(i) => {
+            b.remove(i % n);
+        }
+    }
+}
+
+/// What every answer of `review` must satisfy, whatever came in.
+fn check_review_answer(body: &[u8]) {
+    match admission::review(body, &Settings::default()) {
+        Ok((out, outcome)) => {
+            let v: Value = serde_json::from_slice(&out).expect("the answer is JSON");
+            assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+            assert_eq!(v["kind"], "AdmissionReview");
+            let r = &v["response"];
+            assert!(r["uid"].is_string(), "{v}");
+            let allowed = r["allowed"].as_bool().expect("allowed is a bool");
+            assert_eq!(allowed, outcome != admission::Outcome::Denied);
+            if allowed {
+                assert!(r.get("status").is_none(), "{v}");
+            } else {
+                assert_eq!(r["status"]["code"], 422);
+                let msg = r["status"]["message"].as_str().unwrap_or_default();
+                assert!(!msg.is_empty(), "{v}");
+                assert!(r.get("patch").is_none(), "a denial carries no patch: {v}");
+            }
+            if let Some(p) = r.get("patch") {
+                assert_eq!(outcome, admission::Outcome::Patched);
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(p.as_str().expect("patch is a string"))
+                    .expect("patch is base64");
+                serde_json::from_slice::<json_patch::Patch>(&raw).expect("a JSON patch");
+            }
+            for w in r["warnings"].as_array().into_iter().flatten() {
+                let w = w.as_str().expect("warnings are strings");
+                assert!(w.len() <= 256, "{} chars: {w}", w.len());
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("AdmissionReview") || msg.contains("encode"),
+                "unclear error: {msg}"
+            );
+            // A huge input cannot be echoed back whole in the 400 body.
+            assert!(msg.len() < 1024, "{} chars: {msg}", msg.len());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn review_never_panics_on_arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+        check_review_answer(&body);
+    }
+
+    #[test]
+    fn review_never_panics_on_arbitrary_json(v in json_value()) {
+        check_review_answer(&serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn review_answers_mutated_reviews_sensibly(
+        annotations in scaling_annotations(),
+        mutations in prop::collection::vec(mutation(), 0..5),
+    ) {
+        let review = valid_review(json!(annotations));
+        check_review_answer(&mutate(&review, &mutations));
+    }
+
+    #[test]
+    fn annotation_errors_name_the_key(annotations in scaling_annotations()) {
+        match spec::parse(&annotations, "scaling.io") {
+            Ok(None) => prop_assert!(!annotations.contains_key("scaling.io/strategy")),
+            Ok(Some(s)) => {
+                prop_assert!(!s.strategies.is_empty());
+                for t in s.targets.values().chain(s.activations.values()) {
+                    prop_assert!(t.is_finite(), "{t}");
+                }
+                for u in &s.unused {
+                    prop_assert!(annotations.contains_key(u), "{u}");
+                }
+            }
+            Err(e) => {
+                prop_assert!(annotations.contains_key(&e.key), "{e:?} names no given key");
+                prop_assert!(e.to_string().contains(&e.key));
+                prop_assert!(!e.problem.is_empty());
+                prop_assert!(e.to_string().len() < 1024, "{} chars: {e}", e.to_string().len());
+            }
+        }
+    }
+
+    #[test]
+    fn every_plan_is_one_keda_and_the_api_server_accept(
+        name in dns_name(),
+        namespace in dns_name(),
+        annotations in all_annotations(),
+        predictor in predictor(),
+        old_mode in prop::option::of(prop::sample::select(vec!["RawDeployment", "Serverless"])),
+    ) {
+        let meta = ObjectMeta {
+            name: Some(name),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        };
+        let data = json!({"spec": {"predictor": predictor}});
+        let Ok(isvc) = Isvc::from_parts(&meta, &data, &namespace) else {
+            return Ok(());
+        };
+        let old = old_mode.map(|m| {
+            let mut o = isvc.clone();
+            o.annotations = BTreeMap::from([("serving.kserve.io/deploymentMode".into(), m.into())]);
+            o
+        });
+        let settings = Settings::default();
+        let input = Input { isvc: &isvc, old: old.as_ref(), live_deployment: None };
+        match plan::plan(input, &settings) {
+            Err(e) => {
+                let msg = e.to_string();
+                prop_assert!(!msg.is_empty());
+                prop_assert!(msg.len() < 2048, "{} chars: {msg}", msg.len());
+            }
+            Ok(p) => {
+                for w in &p.warnings {
+                    prop_assert!(w.len() <= 256, "{} chars: {w}", w.len());
+                }
+                let Some(so) = &p.scaled_object else {
+                    prop_assert!(p.monitor.is_none());
+                    return Ok(());
+                };
+                let so_name = so.metadata.name.as_deref().unwrap_or_default();
+                prop_assert!(!so_name.is_empty() && so_name.len() <= SCALED_OBJECT_MAX, "{so_name}");
+                prop_assert!(so.spec.min_replica_count <= so.spec.max_replica_count);
+                prop_assert!(!so.spec.triggers.is_empty());
+                let target = &so.spec.scale_target_ref.name;
+                prop_assert_eq!(Some(target), p.scale_target.as_ref());
+                let pods = format!("{}-[a-z0-9]+-[a-z0-9]+", target.replace('.', "\\\\."));
+                for t in &so.spec.triggers {
+                    let q = &t.metadata["query"];
+                    if t.name == "custom" {
+                        // The author's own PromQL, taken as written.
+                        prop_assert_eq!(Some(q), isvc.annotations.get("scaling.io/query"));
+                        continue;
+                    }
+                    prop_assert!(q.contains(&format!("amespace=\"{}\"", isvc.namespace)), "{q}");
+                    prop_assert!(q.contains(&format!("od=~\"{pods}\"")) || q.contains(&format!("od_name=~\"{pods}\"")), "{q}");
+                    prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| n > 0.0));
+                }
+            }
+        }
+    }
+}
