@@ -113,8 +113,9 @@ pub fn parse(
     prefix: &str,
 ) -> Result<Option<ScalingSpec>, AnnotationError> {
     let full = |short: &str| format!("{prefix}/{short}");
+    // A key is outside input too: clipped, so a huge unknown key is not echoed back whole.
     let err = |short: &str, problem: String| AnnotationError {
-        key: full(short),
+        key: clip(&full(short)),
         problem,
     };
     let Some(strategy_value) = annotations.get(&full(keys::STRATEGY)) else {
@@ -502,6 +503,19 @@ mod tests {
     fn unknown_key_lists_known_keys() {
         let e = parse_err(&[("strategy", "queue"), ("max-replica", "3")]);
         assert!(e.problem.contains("max-replicas"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_unknown_key_is_clipped_in_the_error() {
+        let key = format!("target-{}", "x".repeat(100_000));
+        let e = parse_err(&[("strategy", "queue"), (key.as_str(), "3")]);
+        assert!(e.key.starts_with("scaling.io/target-xxx"), "{e}");
+        assert!(
+            e.key.ends_with("...") && e.key.len() < 80,
+            "{}",
+            e.key.len()
+        );
+        assert!(e.to_string().len() < 1024);
     }
 
     #[test]
