@@ -89,7 +89,10 @@ pub async fn run(
             addr: addr.clone(),
             source,
         })?
-        .handle(handle.clone());
+        .handle(handle.clone())
+        // ALPN offers only http/1.1; skipping protocol detection also puts a client that
+        // completes the handshake and then sends nothing under the header timeout below.
+        .http1_only();
     // Slow-header clients are cut off; slow bodies hit the router's request timeout.
     server
         .http_builder()

@@ -1,0 +1,360 @@
+//! Hostile and broken clients against the real TLS server: every case ends in a clear answer
+//! or a closed connection, and the server answers a good review afterwards.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, isvc, review};
+use kserve_keda_webhook::settings::Settings;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// What a bad body must get.
+#[derive(Debug)]
+enum Expect {
+    /// HTTP 400 whose text says what was wrong.
+    BadRequest(&'static str),
+    /// A review answer denying the object, with a message that does not echo the input.
+    Denied(&'static str),
+    /// A review answer allowing it.
+    Allowed,
+    /// 413, or the connection closed before the body was taken.
+    TooLarge,
+}
+
+fn body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+async fn still_serves(server: &TestServer, after: &str) {
+    let object = isvc("qwen", Some(json!({"scaling.io/strategy": "queue"})));
+    let (status, body) = server.post(&review("CREATE", &object, None, false)).await;
+    assert_eq!(status, 200, "after {after}");
+    assert_eq!(body["response"]["allowed"], true, "after {after}: {body}");
+    assert!(body["response"]["patch"].is_string(), "after {after}");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_answers_and_the_server_keeps_serving() {
+    let server = TestServer::start(Settings::default()).await;
+    let good = review(
+        "CREATE",
+        &isvc("qwen", Some(json!({"scaling.io/strategy": "queue"}))),
+        None,
+        false,
+    );
+    let text = serde_json::to_string(&good).unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        body(&v)
+    };
+    let mega = "x".repeat(1024 * 1024);
+    let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
+        (
+            "truncated JSON",
+            text.as_bytes()[..text.len() / 2].to_vec(),
+            Expect::BadRequest("EOF while parsing"),
+        ),
+        (
+            "wrong apiVersion",
+            with(&|v| v["apiVersion"] = json!("admission.k8s.io/v1beta1")),
+            Expect::BadRequest("only admission.k8s.io/v1 is served"),
+        ),
+        (
+            "wrong kind",
+            with(&|v| v["kind"] = json!("ConfigMap")),
+            Expect::BadRequest("kind ConfigMap"),
+        ),
+        (
+            "request of the wrong type",
+            with(&|v| v["request"] = json!([1, 2, 3])),
+            Expect::BadRequest("AdmissionReview"),
+        ),
+        (
+            "non-UTF-8",
+            [
+                b"{\"apiVersion\":\"".as_slice(),
+                &[0xff, 0xfe, 0xc3, 0x28],
+                b"\"}",
+            ]
+            .concat(),
+            Expect::BadRequest("unicode"),
+        ),
+        (
+            "100k nested arrays",
+            "[".repeat(100_000).into_bytes(),
+            Expect::BadRequest("invalid type: sequence"),
+        ),
+        (
+            "100k nested arrays in the object",
+            text.replacen(
+                "\"spec\":",
+                &format!("\"deep\":{},\"spec\":", "[".repeat(100_000)),
+                1,
+            )
+            .into_bytes(),
+            Expect::BadRequest("recursion limit"),
+        ),
+        (
+            "100k nested objects in the object",
+            {
+                let t = text.replacen(
+                    "\"spec\":",
+                    &format!("\"deep\":{}0,\"spec\":", "{\"a\":".repeat(100_000)),
+                    1,
+                );
+                t.into_bytes()
+            },
+            Expect::BadRequest("recursion limit"),
+        ),
+        (
+            "1 MiB annotation value elsewhere",
+            with(&|v| {
+                v["request"]["object"]["metadata"]["annotations"]["example.com/blob"] =
+                    json!(mega.clone())
+            }),
+            Expect::Allowed,
+        ),
+        (
+            "1 MiB value in a scaling.io annotation",
+            with(&|v| {
+                v["request"]["object"]["metadata"]["annotations"]["scaling.io/window"] =
+                    json!(mega.clone())
+            }),
+            Expect::Denied("scaling.io/window"),
+        ),
+        (
+            "1 MiB annotation key",
+            with(&|v| {
+                v["request"]["object"]["metadata"]["annotations"][format!("scaling.io/{mega}")] =
+                    json!("1")
+            }),
+            Expect::Denied("is not a known annotation"),
+        ),
+        (
+            "10 MiB body",
+            vec![b' '; 10 * 1024 * 1024],
+            Expect::TooLarge,
+        ),
+    ];
+    let client = server.client();
+    for (name, bytes, expect) in cases {
+        let sent = client
+            .post(format!("{}/mutate", server.url))
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
+            .await;
+        match (&expect, sent) {
+            (Expect::TooLarge, Err(e)) => {
+                // The server answered early and closed while the body was still going out.
+                assert!(e.is_request() || e.is_body(), "{name}: {e:?}");
+            }
+            (_, Err(e)) => panic!("{name}: {e:?}"),
+            (_, Ok(resp)) => {
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                assert!(
+                    text.len() < 4096,
+                    "{name}: the answer echoes the input ({} bytes)",
+                    text.len()
+                );
+                match expect {
+                    Expect::BadRequest(needle) => {
+                        assert_eq!(status, 400, "{name}: {text}");
+                        assert!(text.contains(needle), "{name}: {text}");
+                    }
+                    Expect::TooLarge => assert_eq!(status, 413, "{name}: {text}"),
+                    Expect::Allowed | Expect::Denied(_) => {
+                        assert_eq!(status, 200, "{name}: {text}");
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        let allowed = matches!(expect, Expect::Allowed);
+                        assert_eq!(v["response"]["allowed"], allowed, "{name}: {text}");
+                        if let Expect::Denied(needle) = expect {
+                            let msg = v["response"]["status"]["message"].as_str().unwrap();
+                            assert!(msg.contains(needle), "{name}: {msg}");
+                        }
+                    }
+                }
+            }
+        }
+        still_serves(&server, name).await;
+    }
+}
+
+fn connector(ca_pem: &str) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+fn port(server: &TestServer) -> u16 {
+    server.url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+async fn tls(server: &TestServer) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(("127.0.0.1", port(server)))
+        .await
+        .unwrap();
+    connector(&server.ca_pem)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; returns what came and when it closed, or
+/// `None` if it was still open after `limit`.
+async fn until_closed<S: AsyncReadExt + Unpin>(
+    s: &mut S,
+    limit: Duration,
+) -> Option<(Vec<u8>, Duration)> {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some((got, started.elapsed())),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_by_the_header_timeout() {
+    let server = TestServer::start(Settings::default()).await;
+    let mut s = tls(&server).await;
+    let head = b"POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let started = Instant::now();
+    let mut cut = false;
+    // One byte every 200 ms: the whole head would take far longer than the 5 s allowed.
+    for b in head {
+        if s.write_all(&[*b]).await.is_err() || s.flush().await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut probe = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut probe)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = true;
+                break;
+            }
+            Ok(Ok(_)) => {} // an early 408 is fine; the close must follow
+        }
+        if started.elapsed() > Duration::from_secs(9) {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(cut, "still open after {took:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "closed after {took:?}, expected the 5 s header timeout"
+    );
+    still_serves(&server, "slowloris").await;
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_tls_close_the_connection() {
+    let server = TestServer::start(Settings::default()).await;
+    for garbage in [
+        b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n".to_vec(),
+        vec![0u8; 64],
+        vec![0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5],
+        (0..=255u8).cycle().take(100_000).collect(),
+    ] {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port(&server)))
+            .await
+            .unwrap();
+        let _ = tcp.write_all(&garbage).await;
+        let closed = until_closed(&mut tcp, Duration::from_secs(5)).await;
+        let (reply, _) = closed.expect("the server closes a connection that is not TLS");
+        // At most a TLS alert record comes back, never an HTTP answer.
+        assert!(reply.len() < 64, "{} bytes back", reply.len());
+        assert!(!reply.starts_with(b"HTTP"), "{reply:?}");
+    }
+    still_serves(&server, "TLS garbage").await;
+}
+
+#[tokio::test]
+async fn a_silent_tls_client_does_not_block_others() {
+    let server = TestServer::start(Settings::default()).await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tls(&server).await);
+    }
+    still_serves(&server, "20 silent TLS clients").await;
+    // The header timeout covers the wait for the first request too.
+    let closed = until_closed(&mut silent[0], Duration::from_secs(8)).await;
+    let (_, after) = closed.expect("an idle TLS connection is closed");
+    assert!(after < Duration::from_secs(8), "{after:?}");
+    still_serves(&server, "silent TLS clients").await;
+}
+
+#[tokio::test]
+async fn a_slow_request_in_flight_completes_after_shutdown_is_requested() {
+    let mut server =
+        TestServer::start_with(Settings::default(), Duration::from_secs(60), Duration::ZERO).await;
+    let mut object = isvc("qwen", Some(json!({"scaling.io/strategy": "queue"})));
+    object["metadata"]["annotations"]["example.com/blob"] = json!("y".repeat(256 * 1024));
+    let payload = body(&review("CREATE", &object, None, false));
+    let mut s = tls(&server).await;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        payload.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = payload.split_at(payload.len() / 4);
+    s.write_all(first).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.stop();
+    // The rest arrives over ~1.5 s, inside the request timeout but well after the stop.
+    for chunk in rest.chunks(rest.len() / 8 + 1) {
+        tokio::time::sleep(Duration::from_millis(180)).await;
+        s.write_all(chunk).await.unwrap();
+        s.flush().await.unwrap();
+    }
+    let (reply, _) = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the answer comes and the connection closes");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    let json_at = text.find("\r\n\r\n").unwrap() + 4;
+    let v: Value = serde_json::from_str(&text[json_at..]).unwrap();
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"]["patch"].is_string());
+    tokio::time::timeout(Duration::from_secs(10), &mut server.task)
+        .await
+        .expect("the server stops once the request is done")
+        .unwrap();
+    assert!(
+        TcpStream::connect(("127.0.0.1", port(&server)))
+            .await
+            .is_err(),
+        "the listener is closed"
+    );
+}
