@@ -8,8 +8,9 @@ use tracing::{debug, info, warn};
 
 use crate::isvc::{self, Isvc};
 use crate::patch;
-use crate::plan::{self, Input};
-use crate::settings::Settings;
+use crate::plan::Input;
+use crate::policy::Requester;
+use crate::scaling::Scaling;
 
 /// The body is not an AdmissionReview this server can answer; it gets HTTP 400.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +101,18 @@ impl Response {
     }
 }
 
+/// Policy findings let through by one review, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub warned: usize,
+    pub audited: usize,
+}
+
 /// Answers one AdmissionReview body with the serialized response review.
-pub fn review(body: &[u8], settings: &Settings) -> Result<(Vec<u8>, Outcome), AdmissionError> {
+pub fn review(
+    body: &[u8],
+    scaling: &Scaling,
+) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
     if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
         return Err(AdmissionError::Version(format!(
@@ -112,14 +123,24 @@ pub fn review(body: &[u8], settings: &Settings) -> Result<(Vec<u8>, Outcome), Ad
     }
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| AdmissionError::NoRequest)?;
-    let (response, outcome) = respond(&request, settings);
-    Ok((response.to_review_json()?, outcome))
+    let (response, outcome, findings) = respond(&request, scaling);
+    Ok((response.to_review_json()?, outcome, findings))
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
 pub fn respond(
     request: &AdmissionRequest<DynamicObject>,
-    settings: &Settings,
+    scaling: &Scaling,
+) -> (Response, Outcome, Findings) {
+    let mut findings = Findings::default();
+    let (response, outcome) = decide(request, scaling, &mut findings);
+    (response, outcome, findings)
+}
+
+fn decide(
+    request: &AdmissionRequest<DynamicObject>,
+    scaling: &Scaling,
+    findings: &mut Findings,
 ) -> (Response, Outcome) {
     let response = Response::allow(&request.uid);
     let is_isvc = request.kind.group == isvc::GROUP && request.kind.kind == isvc::KIND;
@@ -149,9 +170,23 @@ pub fn respond(
         old: old.as_ref(),
         live_deployment: None,
     };
-    match plan::plan(input, settings) {
+    let groups = request.user_info.groups.clone().unwrap_or_default();
+    let requester = Requester {
+        username: request.user_info.username.as_deref().unwrap_or_default(),
+        groups: &groups,
+    };
+    match scaling.decide(input, Some(requester)) {
         Err(e) => deny(response, e.to_string(), request),
         Ok(p) => {
+            for finding in &p.audit {
+                info!(isvc = %new.name, namespace = %new.namespace, finding = %finding, "policy audit");
+            }
+            findings.audited = p.audit.len();
+            findings.warned = p
+                .warnings
+                .iter()
+                .filter(|w| w.starts_with(crate::policy::WARN_PREFIX))
+                .count();
             let ops = patch::annotations(object.metadata.annotations.as_ref(), &p.annotations);
             let mut response = response;
             let outcome = if ops.0.is_empty() {

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod render;
 pub mod resources;
+pub mod scaling;
 pub mod serve;
 pub mod server;
 pub mod settings;

@@ -1,17 +1,20 @@
-//! Command line: `render`, `serve`, `version`. Parsing and wiring only.
+//! Command line: `render`, `serve`, `policy check`, `version`. Parsing and wiring only.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kserve_keda_webhook::certs;
+use kserve_keda_webhook::policy::{self, Policy};
 use kserve_keda_webhook::reconcile::{self, ControllerOptions};
 use kserve_keda_webhook::render;
+use kserve_keda_webhook::scaling::{self, NamespaceLabels, Scaling};
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
 use kserve_keda_webhook::settings::{AuthRef, RawMode, Settings};
@@ -36,8 +39,20 @@ enum Command {
     Render(Box<RenderArgs>),
     /// Run the HTTPS admission webhook.
     Serve(Box<ServeArgs>),
+    /// Work with platform policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check a policy file; errors name the line or the field.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -48,6 +63,10 @@ struct RenderArgs {
     /// Namespace for objects that name none.
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
+    /// Labels the namespace has on the cluster, for policy rules that select by label
+    /// (repeatable KEY=VALUE).
+    #[arg(long = "namespace-label", value_name = "KEY=VALUE")]
+    namespace_labels: Vec<String>,
     #[command(flatten)]
     planning: PlanningArgs,
 }
@@ -55,6 +74,10 @@ struct RenderArgs {
 /// Cluster defaults: what a platform team sets for everyone.
 #[derive(Args, Clone)]
 struct PlanningArgs {
+    /// Platform policy file (YAML): defaults, limits, namespace rules. `serve` re-reads it
+    /// when it changes.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Value written to serving.kserve.io/deploymentMode (Standard needs KServe >= 0.16).
     #[arg(long, value_name = "MODE", default_value = "RawDeployment")]
     raw_mode: String,
@@ -191,6 +214,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Render(args) => run_render(*args),
+        Command::Policy(PolicyCommand::Check { policy }) => match load_policy(&policy) {
+            Ok(_) => {
+                println!("{}: ok", policy.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match run_serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -202,7 +235,7 @@ fn main() -> ExitCode {
 }
 
 fn run_render(args: RenderArgs) -> ExitCode {
-    let settings = match settings(&args.planning) {
+    let scaling = match render_scaling(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -216,7 +249,7 @@ fn run_render(args: RenderArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match render::render(&text, &args.namespace, &settings) {
+    match render::render(&text, &args.namespace, &scaling) {
         Ok(out) => {
             for w in &out.warnings {
                 eprintln!("warning: {w}");
@@ -229,6 +262,28 @@ fn run_render(args: RenderArgs) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+fn render_scaling(args: &RenderArgs) -> anyhow::Result<Scaling> {
+    let settings = settings(&args.planning)?;
+    let policy = match &args.planning.policy {
+        Some(path) => load_policy(path)?.0,
+        None => Policy::default(),
+    };
+    let labels = pairs("--namespace-label", &args.namespace_labels)?;
+    Ok(Scaling::new(
+        settings,
+        policy,
+        Arc::new(move |_: &str| labels.clone()),
+    ))
+}
+
+/// Reads and checks a policy file; the error names the file and the line or field.
+fn load_policy(path: &std::path::Path) -> anyhow::Result<(Policy, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    let parsed = policy::parse(&text).with_context(|| format!("policy {}", path.display()))?;
+    Ok((parsed, text))
 }
 
 fn read_input(file: &str) -> anyhow::Result<String> {
@@ -308,20 +363,42 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
     let settings = settings(&args.planning)?;
     let self_managed = self_managed_config(&args)?;
+    let policy = match &args.planning.policy {
+        Some(path) => Some(load_policy(path)?),
+        None => None,
+    };
+    let needs_labels = policy
+        .as_ref()
+        .is_some_and(|(p, _)| p.uses_namespace_labels());
     let listener = serve::listen(args.addr)?;
     let metrics_listener = args.metrics_addr.map(serve::listen).transpose()?;
-    let state = AppState::new(settings, Readiness::new(!args.no_controller));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let client = if !args.no_controller || self_managed.is_some() {
+    let client = if !args.no_controller || self_managed.is_some() || needs_labels {
         Some(runtime.block_on(kube::Client::try_default()).context(
-            "the controller and self-managed certificates need a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller and file or --self-signed certificates to serve admission only",
+            "the controller, self-managed certificates and label-selected policy rules need a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller and file or --self-signed certificates to serve admission only",
         )?)
     } else {
         None
     };
+    let labels: NamespaceLabels = match (&client, needs_labels) {
+        (Some(client), true) => runtime.block_on(namespace_labels(client.clone()))?,
+        _ => Arc::new(|_: &str| BTreeMap::new()),
+    };
+    let (policy, policy_text) = policy.unwrap_or_default();
+    let scaling = Arc::new(Scaling::new(settings, policy, labels));
+    let state = AppState::with_scaling(scaling.clone(), Readiness::new(!args.no_controller));
+    if let Some(path) = &args.planning.policy {
+        runtime.spawn(scaling::watch_policy(
+            scaling,
+            path.clone(),
+            policy_text,
+            Duration::from_secs(args.cert_reload_interval.max(1)),
+            state.metrics.clone(),
+        ));
+    }
     let reload_interval = Duration::from_secs(args.cert_reload_interval.max(1));
     let certs = match (
         &self_managed,
@@ -395,6 +472,32 @@ fn self_managed_config(args: &ServeArgs) -> anyhow::Result<Option<certs::SelfMan
     }))
 }
 
+/// Keeps namespace labels in a watched cache (metadata only) and returns the lookup; waits
+/// until the cache has filled so the first reviews see the labels.
+async fn namespace_labels(client: kube::Client) -> anyhow::Result<NamespaceLabels> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    // Metadata only: labels are all the rules read, and whole Namespaces would cost memory.
+    let api: kube::Api<PartialObjectMeta<Namespace>> = kube::Api::all(client);
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    tokio::time::timeout(Duration::from_secs(30), reader.wait_until_ready())
+        .await
+        .context("namespace labels (for label-selected policy rules) did not load within 30 s")?
+        .context("namespace label cache")?;
+    Ok(Arc::new(move |ns: &str| {
+        reader
+            .get(&reflector::ObjectRef::new(ns))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default()
+    }))
+}
+
 /// Runs the controller in the background; readiness follows its sync state.
 async fn start_controller(client: kube::Client, args: &ServeArgs, state: &AppState) {
     let identity = match &args.identity {
@@ -410,10 +513,10 @@ async fn start_controller(client: kube::Client, args: &ServeArgs, state: &AppSta
             readiness.set_controller_synced(*ready_rx.borrow());
         }
     });
-    let settings = state.settings.clone();
+    let scaling = state.scaling.clone();
     let metrics = state.metrics.clone();
     tokio::spawn(async move {
-        if let Err(e) = reconcile::run(client, settings, opts, metrics, ready_tx).await {
+        if let Err(e) = reconcile::run(client, scaling, opts, metrics, ready_tx).await {
             tracing::error!(error = %e, "controller stopped");
         }
     });

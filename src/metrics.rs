@@ -33,6 +33,14 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub managed_objects: Family<KindLabels, Gauge>,
     pub cert_reloads: Family<ResultLabels, Counter>,
+    pub policy_reloads: Family<ResultLabels, Counter>,
+    pub policy_findings: Family<ModeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    /// warn or audit (enforced findings are denials, counted as such).
+    pub mode: &'static str,
 }
 
 impl Metrics {
@@ -46,6 +54,8 @@ impl Metrics {
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             managed_objects: Family::default(),
             cert_reloads: Family::default(),
+            policy_reloads: Family::default(),
+            policy_findings: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kserve_keda_webhook");
         r.register(
@@ -77,6 +87,16 @@ impl Metrics {
             "certificate_reloads",
             "Serving certificate reloads, by result",
             m.cert_reloads.clone(),
+        );
+        r.register(
+            "policy_reloads",
+            "Policy file reloads, by result",
+            m.policy_reloads.clone(),
+        );
+        r.register(
+            "policy_findings",
+            "Policy findings let through, by enforcement mode (warn, audit)",
+            m.policy_findings.clone(),
         );
         m
     }

@@ -634,7 +634,7 @@ pub fn decide(
             Enforcement::Enforce => denials.push(message),
             Enforcement::Warn => planned
                 .warnings
-                .push(format!("policy (warn): {}", spec_clip(&message))),
+                .push(format!("{WARN_PREFIX}{}", spec_clip(&message))),
             Enforcement::Audit => planned.audit.push(message),
         }
     }
@@ -643,6 +643,9 @@ pub fn decide(
     }
     Ok(planned)
 }
+
+/// How a policy finding in `warn` mode starts, so it can be told from other warnings.
+pub const WARN_PREFIX: &str = "policy (warn): ";
 
 /// Warnings stay within what the API server shows.
 fn spec_clip(s: &str) -> String {

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::isvc::{self, Isvc};
 use crate::patch;
-use crate::plan::{self, Input, PlanError};
-use crate::settings::Settings;
+use crate::plan::{Input, PlanError};
+use crate::scaling::Scaling;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -41,7 +41,7 @@ pub struct Rendered {
 
 /// Renders every InferenceService in `text` (one or more YAML documents). Nothing is produced
 /// unless every document is valid, so a failed render never prints half a result.
-pub fn render(text: &str, namespace: &str, settings: &Settings) -> Result<Rendered, RenderError> {
+pub fn render(text: &str, namespace: &str, scaling: &Scaling) -> Result<Rendered, RenderError> {
     let mut docs = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(doc)
@@ -58,7 +58,7 @@ pub fn render(text: &str, namespace: &str, settings: &Settings) -> Result<Render
     }
     let mut out = Rendered::default();
     for (n, value) in docs {
-        render_one(n, value, namespace, settings, &mut out)?;
+        render_one(n, value, namespace, scaling, &mut out)?;
     }
     Ok(out)
 }
@@ -67,7 +67,7 @@ fn render_one(
     n: usize,
     mut value: Value,
     namespace: &str,
-    settings: &Settings,
+    scaling: &Scaling,
     out: &mut Rendered,
 ) -> Result<(), RenderError> {
     let api_version = value
@@ -93,18 +93,19 @@ fn render_one(
         }
     })?;
     let label = format!("{}/{}", view.namespace, view.name);
-    let plan = plan::plan(
-        Input {
-            isvc: &view,
-            old: None,
-            live_deployment: None,
-        },
-        settings,
-    )
-    .map_err(|source| RenderError::Invalid {
-        name: label.clone(),
-        source,
-    })?;
+    let plan = scaling
+        .decide(
+            Input {
+                isvc: &view,
+                old: None,
+                live_deployment: None,
+            },
+            None,
+        )
+        .map_err(|source| RenderError::Invalid {
+            name: label.clone(),
+            source,
+        })?;
 
     let ops = patch::annotations(object.metadata.annotations.as_ref(), &plan.annotations);
     json_patch::patch(&mut value, &ops)
@@ -123,6 +124,12 @@ fn render_one(
     }
     out.warnings
         .extend(plan.warnings.iter().map(|w| format!("{label}: {w}")));
+    // Audit findings are silent at admission; render is where a platform team previews them.
+    out.warnings.extend(
+        plan.audit
+            .iter()
+            .map(|a| format!("{label}: policy (audit): {a}")),
+    );
     Ok(())
 }
 

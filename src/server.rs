@@ -15,7 +15,8 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::warn;
 
 use crate::admission;
-use crate::metrics::{self, Metrics, OutcomeLabels};
+use crate::metrics::{self, Metrics, ModeLabels, OutcomeLabels};
+use crate::scaling::Scaling;
 use crate::settings::Settings;
 
 /// Largest AdmissionReview accepted. An InferenceService is stored in etcd (1.5 MiB limit)
@@ -57,18 +58,23 @@ impl Readiness {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub settings: Arc<Settings>,
+    pub scaling: Arc<Scaling>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub readiness: Readiness,
 }
 
 impl AppState {
+    /// State without a policy (plain settings).
     pub fn new(settings: Settings, readiness: Readiness) -> AppState {
+        AppState::with_scaling(Arc::new(Scaling::from(settings)), readiness)
+    }
+
+    pub fn with_scaling(scaling: Arc<Scaling>, readiness: Readiness) -> AppState {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         AppState {
-            settings: Arc::new(settings),
+            scaling,
             metrics,
             registry: Arc::new(registry),
             readiness,
@@ -122,9 +128,20 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = admission::review(&body, &state.settings);
+    let result = admission::review(&body, &state.scaling);
     let outcome = match &result {
-        Ok((_, o)) => o.as_str(),
+        Ok((_, o, findings)) => {
+            for (mode, n) in [("warn", findings.warned), ("audit", findings.audited)] {
+                if n > 0 {
+                    state
+                        .metrics
+                        .policy_findings
+                        .get_or_create(&ModeLabels { mode })
+                        .inc_by(n as u64);
+                }
+            }
+            o.as_str()
+        }
         Err(_) => "invalid",
     };
     state
@@ -137,7 +154,7 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
         .admission_duration
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok((bytes, _)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Ok((bytes, _, _)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => {
             warn!(error = %e, "rejected a body that is not an AdmissionReview");
             (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()

@@ -12,6 +12,7 @@ use kserve_keda_webhook::admission;
 use kserve_keda_webhook::isvc::Isvc;
 use kserve_keda_webhook::names::SCALED_OBJECT_MAX;
 use kserve_keda_webhook::plan::{self, Input};
+use kserve_keda_webhook::scaling::Scaling;
 use kserve_keda_webhook::settings::Settings;
 use kserve_keda_webhook::spec::{self, keys};
 use proptest::prelude::*;
@@ -313,8 +314,8 @@ fn byte_mutation(m: &Mutation, b: &mut Vec<u8>) {
 
 /// What every answer of `review` must satisfy, whatever came in.
 fn check_review_answer(body: &[u8]) {
-    match admission::review(body, &Settings::default()) {
-        Ok((out, outcome)) => {
+    match admission::review(body, &Scaling::from(Settings::default())) {
+        Ok((out, outcome, _)) => {
             let v: Value = serde_json::from_slice(&out).expect("the answer is JSON");
             assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
             assert_eq!(v["kind"], "AdmissionReview");

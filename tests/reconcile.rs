@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use kserve_keda_webhook::metrics::Metrics;
 use kserve_keda_webhook::reconcile::{self, ControllerOptions};
+use kserve_keda_webhook::scaling::Scaling;
 use kserve_keda_webhook::settings::Settings;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -53,7 +54,7 @@ fn start(api: &FakeApi, tag: &'static str) -> Replica {
     let task = tokio::spawn(async move {
         let r = reconcile::run(
             client,
-            Arc::new(Settings::default()),
+            Arc::new(Scaling::from(Settings::default())),
             options(tag),
             metrics,
             ready_tx,

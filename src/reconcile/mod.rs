@@ -5,7 +5,7 @@
 //! ```text
 //! pub async fn run(
 //!     client: kube::Client,
-//!     settings: Arc<Settings>,
+//!     scaling: Arc<Scaling>,
 //!     opts: ControllerOptions,
 //!     metrics: Metrics,
 //!     ready: tokio::sync::watch::Sender<bool>,
@@ -100,7 +100,7 @@ pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, generated_fo
 use crate::metrics::Metrics;
 use crate::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
 use crate::resources::{PodMonitor, ScaledObject, ServiceMonitor};
-use crate::settings::Settings;
+use crate::scaling::Scaling;
 
 /// How the controller runs. [`ControllerOptions::new`] gives the production defaults.
 #[derive(Clone, Debug)]
@@ -269,7 +269,7 @@ impl Kind {
 /// Runs leader election and, while this replica leads, the controller. See the module docs.
 pub async fn run(
     client: Client,
-    settings: Arc<Settings>,
+    scaling: Arc<Scaling>,
     opts: ControllerOptions,
     metrics: Metrics,
     ready: watch::Sender<bool>,
@@ -279,13 +279,13 @@ pub async fn run(
     let elector = Elector::new(client.clone(), opts.lease_config());
     tokio::select! {
         () = elector.run(leader_tx) => Ok(()),
-        () = follow(client, settings, opts, metrics, ready, leader_rx) => Ok(()),
+        () = follow(client, scaling, opts, metrics, ready, leader_rx) => Ok(()),
     }
 }
 
 async fn follow(
     client: Client,
-    settings: Arc<Settings>,
+    scaling: Arc<Scaling>,
     opts: ControllerOptions,
     metrics: Metrics,
     ready: watch::Sender<bool>,
@@ -309,7 +309,7 @@ async fn follow(
         );
         let ctx = Arc::new(reconciler::Context::new(
             client.clone(),
-            settings.clone(),
+            scaling.clone(),
             metrics.clone(),
             recorder,
             &opts,

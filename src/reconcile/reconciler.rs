@@ -21,7 +21,7 @@ use crate::isvc::{self, Isvc};
 use crate::metrics::{KindLabels, Metrics, ResultLabels};
 use crate::names;
 use crate::plan::{self, ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
-use crate::settings::Settings;
+use crate::scaling::Scaling;
 use crate::spec::keys;
 
 /// The field manager of every write, so server-side apply attributes all generated fields
@@ -33,7 +33,7 @@ pub const INPUTS_HASH: &str = "inputs-hash";
 /// What one reconcile needs; one per leadership term, so nothing stale survives a handover.
 pub struct Context {
     pub client: Client,
-    pub settings: Arc<Settings>,
+    pub scaling: Arc<Scaling>,
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub resync: Duration,
@@ -57,14 +57,14 @@ struct State {
 impl Context {
     pub fn new(
         client: Client,
-        settings: Arc<Settings>,
+        scaling: Arc<Scaling>,
         metrics: Metrics,
         recorder: Recorder,
         opts: &super::ControllerOptions,
     ) -> Context {
         Context {
             client,
-            settings,
+            scaling,
             metrics,
             recorder,
             resync: opts.resync,
@@ -252,8 +252,8 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         .uid
         .clone()
         .ok_or(Error::Incomplete("metadata.uid"))?;
-    let settings = &ctx.settings;
-    let prefix = settings.prefix.as_str();
+    let prefix = ctx.scaling.prefix();
+    let prefix = prefix.as_str();
     let isvc = Isvc::from_parts(&obj.metadata, &obj.data, &ns)
         .map_err(|e| Error::Plan(plan::PlanError::Field(e)))?;
     let wants = isvc
@@ -272,20 +272,21 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         old: Some(&isvc),
         live_deployment: live.as_deref(),
     };
-    let planned = plan::plan(input, settings)?;
+    let planned = ctx.scaling.decide(input, None)?;
 
     // Annotations exactly as admission writes them (admission cannot see the cluster, so it
     // plans without the live Deployment). Writing the same values means the webhook, which
     // sees this patch as an UPDATE, agrees with it instead of fighting over it.
     let admission_annotations = if live.is_some() {
-        plan::plan(
-            plan::Input {
-                live_deployment: None,
-                ..input
-            },
-            settings,
-        )?
-        .annotations
+        ctx.scaling
+            .decide(
+                plan::Input {
+                    live_deployment: None,
+                    ..input
+                },
+                None,
+            )?
+            .annotations
     } else {
         planned.annotations.clone()
     };
@@ -346,11 +347,19 @@ fn configured_note(planned: &Plan, outcome: &Outcome) -> String {
 
 async fn report_warnings(ctx: &Context, obj: &DynamicObject, uid: &str, planned: &Plan) {
     const REASON: &str = "ScalingWarning";
-    if !ctx.is_news(uid, REASON, &planned.warnings.join("\n")) {
-        return;
+    if ctx.is_news(uid, REASON, &planned.warnings.join("\n")) {
+        for w in &planned.warnings {
+            ctx.event(obj, EventType::Warning, REASON, w.clone()).await;
+        }
     }
-    for w in &planned.warnings {
-        ctx.event(obj, EventType::Warning, REASON, w.clone()).await;
+    // Audit findings are recorded, not shown at admission: a Normal event is the record on
+    // the object itself.
+    const AUDIT: &str = "PolicyAudit";
+    if ctx.is_news(uid, AUDIT, &planned.audit.join("\n")) {
+        for finding in &planned.audit {
+            ctx.event(obj, EventType::Normal, AUDIT, finding.clone())
+                .await;
+        }
     }
 }
 

@@ -1,0 +1,110 @@
+//! The one object every shell plans through: the command line's settings, the platform policy
+//! in force (swapped on reload), and a lookup of namespace labels for label-selected rules.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::metrics::{Metrics, ResultLabels};
+use crate::plan::{Input, Plan, PlanError};
+use crate::policy::{self, Policy, Requester};
+use crate::settings::Settings;
+
+/// Labels of a namespace by name; empty when unknown.
+pub type NamespaceLabels = Arc<dyn Fn(&str) -> BTreeMap<String, String> + Send + Sync>;
+
+pub struct Scaling {
+    base: Settings,
+    policy: RwLock<Arc<Policy>>,
+    labels: NamespaceLabels,
+}
+
+impl From<Settings> for Scaling {
+    fn from(base: Settings) -> Scaling {
+        Scaling::new(base, Policy::default(), Arc::new(|_| BTreeMap::new()))
+    }
+}
+
+impl Scaling {
+    pub fn new(base: Settings, policy: Policy, labels: NamespaceLabels) -> Scaling {
+        Scaling {
+            base,
+            policy: RwLock::new(Arc::new(policy)),
+            labels,
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        // A writer that panicked left a complete Arc behind; keep using it.
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    /// The annotation prefix in force.
+    pub fn prefix(&self) -> String {
+        self.policy().cluster_settings(&self.base).prefix
+    }
+
+    /// Plans one InferenceService under the policy of its namespace. `requester` is the
+    /// user of an admission request (None in render and the controller).
+    pub fn decide(
+        &self,
+        input: Input<'_>,
+        requester: Option<Requester<'_>>,
+    ) -> Result<Plan, PlanError> {
+        let policy = self.policy();
+        let labels = (self.labels)(&input.isvc.namespace);
+        let effective = policy.resolve(&self.base, &input.isvc.namespace, &labels);
+        policy::decide(input, &effective, requester)
+    }
+}
+
+/// Re-reads the policy file every `interval`; a new version that parses replaces the old
+/// one, a broken one is logged and counted and the last good policy stays in force. A file
+/// that disappears (a ConfigMap being replaced) keeps the current policy too.
+pub async fn watch_policy(
+    scaling: Arc<Scaling>,
+    path: PathBuf,
+    mut current: String,
+    interval: Duration,
+    metrics: Metrics,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        if text == current {
+            continue;
+        }
+        match policy::parse(&text) {
+            Ok(p) => {
+                scaling.replace(p);
+                metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabels { result: "success" })
+                    .inc();
+                info!(policy = %path.display(), "policy reloaded");
+            }
+            Err(e) => {
+                metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
+                warn!(policy = %path.display(), error = %e, "new policy rejected; the previous one stays in force");
+            }
+        }
+        current = text;
+    }
+}
