@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use kserve_keda_webhook::scaling::Scaling;
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
 use kserve_keda_webhook::settings::Settings;
@@ -84,6 +85,16 @@ impl TestServer {
         reload_interval: Duration,
         shutdown_delay: Duration,
     ) -> TestServer {
+        let scaling = std::sync::Arc::new(Scaling::from(settings));
+        Self::start_with_scaling(scaling, reload_interval, shutdown_delay).await
+    }
+
+    /// A server planning through `scaling` (with a policy, say).
+    pub async fn start_with_scaling(
+        scaling: std::sync::Arc<Scaling>,
+        reload_interval: Duration,
+        shutdown_delay: Duration,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let issued = tls::self_signed(
             &["localhost".into(), "127.0.0.1".into()],
@@ -93,7 +104,7 @@ impl TestServer {
         let (cert, key, _) = tls::write_dir(dir.path(), &issued).unwrap();
         let listener = serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = AppState::new(settings, Readiness::new(false));
+        let state = AppState::with_scaling(scaling, Readiness::new(false));
         let (stop, stopped) = oneshot::channel::<()>();
         let opts = ServeOptions {
             listener,
