@@ -57,7 +57,7 @@ EVERYTHING: dict[str, Any] = {
     },
     "log": {"level": "info,kserve_keda_webhook=debug", "format": "text"},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
-    "policy": {"limits": {"maxReplicas": 20}, "enforcement": "deny"},
+    "policy": {"limits": {"maxReplicas": 20}, "enforcement": "warn"},
 }
 
 SCENARIOS: dict[str, dict[str, Any]] = {

@@ -16,9 +16,6 @@ from scenarios import container
 
 BINARY = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "kserve-keda-webhook"
 
-# The platform policy file is a later feature: the chart already mounts it, the binary does
-# not read it yet.
-NOT_YET_IN_BINARY = ("--policy=",)
 
 
 @pytest.mark.skipif(not BINARY.exists(), reason="binary not built (cargo build)")
@@ -26,7 +23,7 @@ def test_every_chart_argument_is_accepted_by_the_binary(scenario):
     name, _, objects = scenario
     args = container(objects)["args"]
     assert args[0] == "serve"
-    flags = [a for a in args[1:] if not a.startswith(NOT_YET_IN_BINARY)]
+    flags = args[1:]
     # clap reads the arguments left to right and fails on the first it does not know; a
     # trailing --help then prints the usage and exits 0 without starting anything.
     result = subprocess.run(
@@ -47,3 +44,29 @@ def test_an_unknown_flag_is_refused():
         timeout=30,
     )
     assert result.returncode != 0
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason="binary not built (cargo build)")
+def test_the_policy_the_chart_mounts_passes_policy_check(tmp_path):
+    from scenarios import one, render_values
+
+    values = {
+        "policy": {
+            "defaults": {"monitorLabels": {"release": "prometheus"}},
+            "limits": {"maxReplicas": 8},
+            "rules": [{"name": "research", "namespaces": ["lab"], "limits": {"maxReplicas": 2}}],
+        }
+    }
+    text = one(render_values(values), "ConfigMap")["data"]["policy.yaml"]
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    result = subprocess.run(
+        [str(BINARY), "policy", "check", "--policy", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    # And a policy the binary refuses is refused as such.
+    path.write_text(text.replace("maxReplicas: 2", "maxReplicas: lots"))
+    result = subprocess.run(
+        [str(BINARY), "policy", "check", "--policy", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1 and "line" in result.stderr
