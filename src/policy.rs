@@ -634,7 +634,7 @@ pub fn decide(
             Enforcement::Enforce => denials.push(message),
             Enforcement::Warn => planned
                 .warnings
-                .push(format!("{WARN_PREFIX}{}", spec_clip(&message))),
+                .push(format!("{WARN_PREFIX}{}", spec::clip_to(&message, 240))),
             Enforcement::Audit => planned.audit.push(message),
         }
     }
@@ -646,15 +646,6 @@ pub fn decide(
 
 /// How a policy finding in `warn` mode starts, so it can be told from other warnings.
 pub const WARN_PREFIX: &str = "policy (warn): ";
-
-/// Warnings stay within what the API server shows.
-fn spec_clip(s: &str) -> String {
-    const MAX: usize = 240;
-    match s.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_string(),
-    }
-}
 
 fn limit_findings(
     scoped: &Scoped<'_>,

@@ -88,8 +88,12 @@ pub struct ScalingSpec {
 
 /// Shortens a user value for an error message so a huge annotation cannot flood a response.
 pub fn clip(s: &str) -> String {
-    const MAX: usize = 64;
-    match s.char_indices().nth(MAX) {
+    clip_to(s, 64)
+}
+
+/// `s` cut to `max` characters, with `...` when something was cut.
+pub fn clip_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
         Some((cut, _)) => format!("{}...", &s[..cut]),
         None => s.to_string(),
     }
