@@ -212,3 +212,20 @@ def test_match_condition_guards_old_object_against_null():
         assert flat.index(f"has({obj}.metadata.annotations) &&") < flat.index(
             f"{obj}.metadata.annotations.exists("
         )
+
+
+def test_match_conditions_follow_the_policy():
+    # The policy's own prefix replaces the chart's.
+    _, hook = webhook_of(render_values({"policy": {"defaults": {"annotationPrefix": "autoscale.example.com"}}}))
+    (condition,) = hook["matchConditions"]
+    assert evaluate(condition["expression"], {"metadata": {"annotations": {"autoscale.example.com/strategy": "tokens"}}}, None)
+    assert not evaluate(condition["expression"], {"metadata": {"annotations": {"scaling.io/strategy": "tokens"}}}, None)
+    # Adding or changing the exemption annotation must reach the webhook, which guards it.
+    _, hook = webhook_of(render_values({"policy": {"exemptions": {"annotation": "policy.scaling.io/exempt"}}}))
+    (condition,) = hook["matchConditions"]
+    assert evaluate(condition["expression"], {"metadata": {"annotations": {"policy.scaling.io/exempt": "true"}}}, None)
+    assert evaluate(condition["expression"], {"metadata": {"annotations": {"scaling.io/strategy": "q"}}}, None)
+    assert not evaluate(condition["expression"], {"metadata": {"annotations": {"team": "a"}}}, None)
+    # A rule that requires a strategy must see InferenceServices without any annotation.
+    _, hook = webhook_of(render_values({"policy": {"rules": [{"name": "gpus", "requireStrategy": {"when": "gpu"}}]}}))
+    assert "matchConditions" not in hook
