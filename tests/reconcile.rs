@@ -47,6 +47,10 @@ fn options(identity: &str) -> ControllerOptions {
 }
 
 fn start(api: &FakeApi, tag: &'static str) -> Replica {
+    start_with(api, tag, options(tag))
+}
+
+fn start_with(api: &FakeApi, tag: &'static str, opts: ControllerOptions) -> Replica {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let (ready_tx, ready) = watch::channel(false);
@@ -55,7 +59,7 @@ fn start(api: &FakeApi, tag: &'static str) -> Replica {
         let r = reconcile::run(
             client,
             Arc::new(Scaling::from(Settings::default())),
-            options(tag),
+            opts,
             metrics,
             ready_tx,
         )
@@ -604,4 +608,120 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over_after_expiry
             .iter()
             .any(|s| s.tag == "b" && s.plural == "scaledobjects" && s.verb == Verb::Patch)
     );
+}
+
+/// A lease long enough that a short API outage does not cost the leadership, so what is
+/// tested is the watches' recovery rather than a new leadership term.
+fn outage_proof(tag: &str) -> ControllerOptions {
+    let mut o = options(tag);
+    o.lease_duration = Duration::from_secs(15);
+    o.renew_interval = Duration::from_secs(1);
+    o
+}
+
+fn trigger_names(api: &FakeApi, name: &str) -> Vec<String> {
+    api.get(SCALED_OBJECT, NS, name)
+        .and_then(|so| {
+            so["spec"]["triggers"]
+                .as_array()
+                .map(|ts| ts.iter().map(|t| str_at(t, "/name").to_string()).collect())
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn after_an_api_server_restart_changes_made_during_the_outage_are_applied() {
+    let api = FakeApi::new();
+    let replica = start_with(&api, "a", outage_proof("a"));
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+
+    api.restart(Duration::from_secs(2));
+    let outage_end = Instant::now() + Duration::from_secs(2);
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    });
+    api.create(ISVC, NS, isvc("n", json!({})));
+    eventually("the controller tried while the server was down", || {
+        api.refused() > 0
+    })
+    .await;
+    assert_eq!(trigger_names(&api, "m-predictor"), ["concurrency"]);
+
+    eventually("the change made during the outage is applied", || {
+        trigger_names(&api, "m-predictor") == ["queue"]
+    })
+    .await;
+    converged_on(&api, "n").await;
+    assert!(Instant::now() >= outage_end);
+    assert!(
+        !replica.task.is_finished(),
+        "the controller is still running"
+    );
+    let lease = api
+        .get(LEASE, "kserve-keda-webhook", "kserve-keda-webhook")
+        .unwrap();
+    assert_eq!(
+        lease["spec"]["leaseTransitions"], 0,
+        "no new leadership term"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_watch_relists_and_converges() {
+    let api = FakeApi::new();
+    let replica = start_with(&api, "a", outage_proof("a"));
+    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, isvc("gone", json!({})));
+    converged_on(&api, "m").await;
+    converged_on(&api, "gone").await;
+
+    // The connections drop (no outage), and by the time the watch on InferenceServices
+    // resumes, its watch cache has rolled past the controller's resourceVersion: 410 Gone,
+    // so it must list again to see what happened meanwhile.
+    api.restart(Duration::ZERO);
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
+    });
+    api.create(ISVC, NS, isvc("n", json!({})));
+    // Removing the strategy leaves the generated objects for the controller to delete.
+    api.edit(ISVC, NS, "gone", |o| {
+        o["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("scaling.io/strategy");
+    });
+    api.compact(ISVC);
+    let compacted_at = Instant::now();
+
+    eventually("watches were told their resourceVersion expired", || {
+        api.expired_watches() > 0
+    })
+    .await;
+    eventually("everything done during the outage is reconciled", || {
+        names(&api, POD_MONITOR) == ["m-predictor"]
+            && names(&api, SERVICE_MONITOR) == ["n-predictor"]
+            && names(&api, SCALED_OBJECT) == ["m-predictor", "n-predictor"]
+    })
+    .await;
+    let relisted = api
+        .seen()
+        .into_iter()
+        .any(|s| s.verb == Verb::List && s.plural == "inferenceservices" && s.at > compacted_at);
+    assert!(
+        relisted,
+        "the InferenceServices were listed again after the 410"
+    );
+    assert!(
+        !replica.task.is_finished(),
+        "the controller is still running"
+    );
+    // And it keeps following changes with its new watches.
+    api.edit(ISVC, NS, "n", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("kv-cache");
+    });
+    eventually("a change after recovery is applied", || {
+        trigger_names(&api, "n-predictor") == ["kv-cache"]
+    })
+    .await;
 }

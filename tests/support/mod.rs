@@ -9,7 +9,9 @@
 //! AlreadyExists), update with a resourceVersion precondition (409 Conflict), merge / JSON /
 //! server-side-apply patches, delete with uid preconditions and background garbage collection
 //! of dependents, metadata-only responses, 404 for resources it does not serve, and injected
-//! faults.
+//! faults. It can also "restart" (every open watch ends and, for a while, every connection is
+//! refused) and compact its history, after which a watch that resumes from an older
+//! resourceVersion gets the API server's 410 Gone ERROR event and the client must re-list.
 //!
 //! Server-side apply is modelled simply but honestly: the applied body overwrites what is
 //! there, and fields the same manager applied before but left out now are removed.
@@ -183,12 +185,21 @@ struct State {
     log: Vec<Change>,
     faults: Vec<Fault>,
     seen: Vec<Seen>,
+    /// Per resource: a watch from a resourceVersion below this gets 410 Gone (the watch
+    /// cache of that resource no longer reaches back that far).
+    compacted: BTreeMap<String, u64>,
+    /// Until then, every request fails as a refused connection.
+    down_until: Option<std::time::Instant>,
+    refused: usize,
+    expired_watches: usize,
 }
 
 struct Inner {
     state: Mutex<State>,
     changes: broadcast::Sender<Change>,
     watch_timeout: Duration,
+    /// Bumped on every restart; open watch streams end when it changes.
+    restarts: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Clone)]
@@ -197,6 +208,7 @@ pub struct FakeApi {
 }
 
 type RespBody = UnsyncBoxBody<Bytes, Infallible>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Default for FakeApi {
     fn default() -> Self {
@@ -216,6 +228,7 @@ impl FakeApi {
                 state: Mutex::new(state),
                 changes,
                 watch_timeout: Duration::from_secs(3),
+                restarts: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -251,6 +264,43 @@ impl FakeApi {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state().seen.clone()
+    }
+
+    /// Restarts the API server: every open watch stream ends now, and for `outage` every
+    /// request fails as a refused connection. Stored objects survive (etcd keeps them).
+    pub fn restart(&self, outage: Duration) {
+        self.state().down_until = Some(std::time::Instant::now() + outage);
+        self.inner.restarts.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets the change history of `res` up to now, as when its watch cache rolls over: a
+    /// watch on it that resumes from an older resourceVersion gets a 410 Gone ERROR event.
+    pub fn compact(&self, res: Res) {
+        let mut st = self.state();
+        let rv = st.rv;
+        st.compacted.insert(res.plural.to_string(), rv);
+    }
+
+    /// Requests refused while the server was down.
+    pub fn refused(&self) -> usize {
+        self.state().refused
+    }
+
+    /// Watches answered with 410 Gone.
+    pub fn expired_watches(&self) -> usize {
+        self.state().expired_watches
+    }
+
+    /// Whether a request arriving now is refused; counts it if so.
+    fn refuse(&self) -> bool {
+        let mut st = self.state();
+        match st.down_until {
+            Some(t) if std::time::Instant::now() < t => {
+                st.refused += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn get(&self, res: Res, ns: &str, name: &str) -> Option<Value> {
@@ -563,6 +613,30 @@ impl FakeApi {
                 && (ns.is_empty() || c.namespace == ns)
                 && selector.matches(&c.object)
         };
+        if let Some(rv) = from {
+            let mut st = self.state();
+            let compacted = st.compacted.get(res.plural).copied().unwrap_or(0);
+            if rv < compacted {
+                st.expired_watches += 1;
+                let gone = json!({
+                    "type": "ERROR",
+                    "object": {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "Expired", "code": 410,
+                        "message": format!("too old resource version: {rv} ({compacted})"),
+                    },
+                });
+                let mut line = gone.to_string().into_bytes();
+                line.push(b'\n');
+                return Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(line)).boxed_unsync())
+                    .unwrap();
+            }
+        }
+        let mut restarted = self.inner.restarts.subscribe();
+        restarted.mark_unchanged();
         let (backlog, rx) = {
             let st = self.state();
             // Subscribe under the lock, so no change falls between backlog and stream.
@@ -596,12 +670,17 @@ impl FakeApi {
         let deadline = tokio::time::Instant::now() + limit;
         let backlog: Vec<Change> = backlog.into_iter().filter(|c| relevant(c)).collect();
         let first = futures::stream::iter(backlog.iter().map(line).collect::<Vec<_>>());
-        let live = futures::stream::unfold(rx, move |mut rx| {
+        let live = futures::stream::unfold((rx, restarted), move |(mut rx, mut restarted)| {
             let relevant = relevant.clone();
             async move {
                 loop {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Ok(c)) if relevant(&c) => return Some((line(&c), rx)),
+                    let next = tokio::select! {
+                        // A restart drops the connection under the stream.
+                        _ = restarted.changed() => return None,
+                        next = tokio::time::timeout_at(deadline, rx.recv()) => next,
+                    };
+                    match next {
+                        Ok(Ok(c)) if relevant(&c) => return Some((line(&c), (rx, restarted))),
                         Ok(Ok(_)) => continue,
                         // Lagged, closed or timed out: end the stream; the client re-watches.
                         _ => return None,
@@ -627,17 +706,26 @@ struct Tagged {
 
 impl tower::Service<Request<Body>> for Tagged {
     type Response = Response<RespBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let me = self.api.clone();
         let tag = self.tag;
-        Box::pin(async move { Ok(me.handle(req, tag).await) })
+        Box::pin(async move {
+            if me.refuse() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connection refused (the API server is restarting)",
+                )
+                .into());
+            }
+            Ok(me.handle(req, tag).await)
+        })
     }
 }
 
