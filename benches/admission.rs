@@ -50,6 +50,18 @@ struct Durations {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench`: then it only checks that
+    // the server starts and answers every load as expected, and measures nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(smoke());
+        println!("bench smoke check: 1 passed, 0 failed");
+        return;
+    }
     let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
     let write_readme = std::env::args().any(|a| a == "--write-readme")
         || std::env::var_os("BENCH_WRITE_README").is_some_and(|v| v != "0");
@@ -277,6 +289,14 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+async fn smoke() {
+    let (mut server, _) = Server::start().await;
+    for load in &loads() {
+        server.check(load).await;
+    }
+    server.stop();
+}
+
 async fn run(d: &Durations) -> Report {
     let mut ready = Vec::new();
     for _ in 0..d.starts {
@@ -368,9 +388,12 @@ impl Server {
         });
         let (mut addr, mut ca) = (None, None);
         while addr.is_none() || ca.is_none() {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the server logs its address within 10 s");
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
+                // Do not leave the process behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not log its address and CA path within 10 s");
+            };
             if let Some(rest) = line.strip_prefix("self-signed CA written to ") {
                 ca = rest.split_whitespace().next().map(PathBuf::from);
             }
