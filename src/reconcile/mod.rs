@@ -90,6 +90,8 @@ use kube::api::{Api, ListParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
@@ -400,7 +402,23 @@ fn build_controller(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let mut controller = Controller::new_with(isvcs, watcher::Config::default(), isvc_ar.clone());
+    // kube-runtime backs off all trigger watches together, and its default (up to 30 s, reset
+    // only after 120 s quiet) can leave the controller blind for minutes after an API-server
+    // restart expires every watch at once. A webhook's objects should come back within
+    // seconds, so the cap is 5 s.
+    let backoff = ResetTimerBackoff::new(
+        ExponentialBackoff::from(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(5))
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times(),
+        ),
+        Duration::from_secs(30),
+    );
+    let mut controller = Controller::new_with(isvcs, watcher::Config::default(), isvc_ar.clone())
+        .trigger_backoff(backoff);
     let store = controller.store();
     let mapper_ar = isvc_ar.clone();
     controller = controller.watches_with(
