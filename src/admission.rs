@@ -1,9 +1,11 @@
 //! AdmissionReview v1 in, AdmissionReview v1 out. CPU work only: decode, plan, encode.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
-use serde::Serialize;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::isvc::{self, Isvc};
@@ -101,6 +103,103 @@ impl Response {
     }
 }
 
+/// The parts of an AdmissionReview request this webhook reads. Everything else (managed
+/// fields, the rest of the spec, options) is skipped while parsing instead of being built
+/// into a tree first, which is most of the cost of a review.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<Request>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub uid: String,
+    pub kind: RequestKind,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Object>,
+    #[serde(default)]
+    pub old_object: Option<Object>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestKind {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+}
+
+/// An InferenceService as the planner sees it. `spec` and `status` stay loose JSON: mutating
+/// webhooks run before schema validation, so a malformed spec must reach the planner's own
+/// field checks rather than fail decoding.
+#[derive(Debug, Default, Deserialize)]
+pub struct Object {
+    #[serde(default)]
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: Option<Value>,
+    #[serde(default)]
+    pub status: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Meta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Object {
+    fn view(&self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
+        let meta = ObjectMeta {
+            name: self.metadata.name.clone(),
+            namespace: self.metadata.namespace.clone(),
+            annotations: self.metadata.annotations.clone(),
+            ..ObjectMeta::default()
+        };
+        Isvc::from_fields(
+            &meta,
+            self.spec.as_ref().and_then(|s| s.get("predictor")),
+            self.status.as_ref().and_then(|s| s.get("deploymentMode")),
+            fallback_namespace,
+        )
+    }
+}
+
 /// Policy findings let through by one review, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
@@ -113,35 +212,27 @@ pub fn review(
     body: &[u8],
     scaling: &Scaling,
 ) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
-    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+    let review: ReviewIn = serde_json::from_slice(body)?;
+    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
         return Err(AdmissionError::Version(format!(
             "{} (kind {})",
-            crate::spec::clip(&review.types.api_version),
-            crate::spec::clip(&review.types.kind)
+            crate::spec::clip(&review.api_version),
+            crate::spec::clip(&review.kind)
         )));
     }
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+    let request = review.request.ok_or(AdmissionError::NoRequest)?;
     let (response, outcome, findings) = respond(&request, scaling);
     Ok((response.to_review_json()?, outcome, findings))
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
-pub fn respond(
-    request: &AdmissionRequest<DynamicObject>,
-    scaling: &Scaling,
-) -> (Response, Outcome, Findings) {
+pub fn respond(request: &Request, scaling: &Scaling) -> (Response, Outcome, Findings) {
     let mut findings = Findings::default();
     let (response, outcome) = decide(request, scaling, &mut findings);
     (response, outcome, findings)
 }
 
-fn decide(
-    request: &AdmissionRequest<DynamicObject>,
-    scaling: &Scaling,
-    findings: &mut Findings,
-) -> (Response, Outcome) {
+fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Response, Outcome) {
     let response = Response::allow(&request.uid);
     let is_isvc = request.kind.group == isvc::GROUP && request.kind.kind == isvc::KIND;
     if !is_isvc || !matches!(request.operation, Operation::Create | Operation::Update) {
@@ -154,12 +245,12 @@ fn decide(
         return deny(response, "the request carries no object".into(), request);
     };
     let namespace = request.namespace.as_deref().unwrap_or("default");
-    let new = match Isvc::from_parts(&object.metadata, &object.data, namespace) {
+    let new = match object.view(namespace) {
         Ok(v) => v,
         Err(e) => return deny(response, e.to_string(), request),
     };
     let old = match (&request.operation, request.old_object.as_ref()) {
-        (Operation::Update, Some(o)) => match Isvc::from_parts(&o.metadata, &o.data, namespace) {
+        (Operation::Update, Some(o)) => match o.view(namespace) {
             Ok(v) => Some(v),
             Err(e) => return deny(response, format!("stored object: {e}"), request),
         },
@@ -221,11 +312,7 @@ fn decide(
     }
 }
 
-fn deny(
-    response: Response,
-    message: String,
-    request: &AdmissionRequest<DynamicObject>,
-) -> (Response, Outcome) {
+fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {
     warn!(
         name = %request.name, namespace = ?request.namespace, op = ?request.operation,
         dry_run = request.dry_run, reason = %message, "denied"

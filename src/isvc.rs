@@ -59,6 +59,21 @@ impl Isvc {
         data: &Value,
         fallback_namespace: &str,
     ) -> Result<Isvc, FieldError> {
+        Isvc::from_fields(
+            meta,
+            data.pointer("/spec/predictor"),
+            data.pointer("/status/deploymentMode"),
+            fallback_namespace,
+        )
+    }
+
+    /// Builds the view from the only parts of the object it reads.
+    pub fn from_fields(
+        meta: &ObjectMeta,
+        predictor: Option<&Value>,
+        status_deployment_mode: Option<&Value>,
+        fallback_namespace: &str,
+    ) -> Result<Isvc, FieldError> {
         let name = meta.name.clone().unwrap_or_default();
         if name.is_empty() {
             return Err(FieldError {
@@ -71,12 +86,11 @@ impl Isvc {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| fallback_namespace.to_string());
-        let predictor = match data.pointer("/spec/predictor") {
+        let predictor = match predictor {
             None | Some(Value::Null) => Predictor::default(),
             Some(p) => Predictor::from_json(p)?,
         };
-        let status_deployment_mode = data
-            .pointer("/status/deploymentMode")
+        let status_deployment_mode = status_deployment_mode
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
