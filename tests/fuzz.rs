@@ -12,6 +12,7 @@ use kserve_keda_webhook::admission;
 use kserve_keda_webhook::isvc::Isvc;
 use kserve_keda_webhook::names::SCALED_OBJECT_MAX;
 use kserve_keda_webhook::plan::{self, Input};
+use kserve_keda_webhook::policy;
 use kserve_keda_webhook::scaling::Scaling;
 use kserve_keda_webhook::settings::Settings;
 use kserve_keda_webhook::spec::{self, keys};
@@ -459,6 +460,67 @@ proptest! {
                     prop_assert!(q.contains(&format!("amespace=\"{}\"", isvc.namespace)), "{q}");
                     prop_assert!(q.contains(&format!("od=~\"{pods}\"")) || q.contains(&format!("od_name=~\"{pods}\"")), "{q}");
                     prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| n > 0.0));
+                }
+            }
+        }
+    }
+}
+
+/// The shipped policy examples: valid starting points for mutation.
+fn example_policies() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("policy"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Arbitrary text and byte-level mutations of real policies: the parser answers with a
+    /// policy or an error that says where, and a policy it accepts never makes planning panic.
+    #[test]
+    fn policy_parser_never_panics_and_accepted_policies_plan(
+        pick in 0usize..3,
+        mutations in prop::collection::vec(mutation(), 0..4),
+        noise in "\\PC{0,200}",
+        annotations in all_annotations(),
+        predictor in predictor(),
+    ) {
+        let examples = example_policies();
+        let mut bytes = examples[pick % examples.len()].clone().into_bytes();
+        for m in &mutations {
+            byte_mutation(m, &mut bytes);
+        }
+        for text in [String::from_utf8_lossy(&bytes).to_string(), noise] {
+            match policy::parse(&text) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(!msg.is_empty() && msg.len() < 4096, "{msg}");
+                }
+                Ok(p) => {
+                    let meta = ObjectMeta {
+                        name: Some("m".into()),
+                        annotations: Some(annotations.clone()),
+                        ..ObjectMeta::default()
+                    };
+                    let data = json!({"spec": {"predictor": predictor.clone()}});
+                    let Ok(isvc) = Isvc::from_parts(&meta, &data, "lab") else {
+                        continue;
+                    };
+                    let labels = BTreeMap::from([("team-type".to_string(), "research".to_string())]);
+                    let eff = p.resolve(&Settings::default(), "lab", &labels);
+                    let input = Input { isvc: &isvc, old: None, live_deployment: None };
+                    if let Ok(plan) = policy::decide(input, &eff, None) {
+                        for w in &plan.warnings {
+                            prop_assert!(w.len() <= 256, "{} chars: {w}", w.len());
+                        }
+                    }
                 }
             }
         }
