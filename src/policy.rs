@@ -620,9 +620,19 @@ pub fn decide(
     }
 
     if !exempt && let Some(so) = &planned.scaled_object {
-        let requested = spec::parse(&isvc.annotations, &prefix)?
-            .map(|s| s.strategies)
-            .unwrap_or_default();
+        // Only the strategy limit needs the request itself (the planned triggers include the
+        // companion `tokens` brings along); skip parsing it again on the common path.
+        let checks_strategies = effective
+            .limits
+            .iter()
+            .any(|l| l.limits.allowed_strategies.is_some());
+        let requested = if checks_strategies {
+            spec::parse(&isvc.annotations, &prefix)?
+                .map(|s| s.strategies)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for scoped in &effective.limits {
             limit_findings(scoped, so, &requested, &prefix, &mut findings);
         }
