@@ -676,10 +676,14 @@ async fn an_expired_watch_relists_and_converges() {
     converged_on(&api, "m").await;
     converged_on(&api, "gone").await;
 
-    // The connections drop (no outage), and by the time the watch on InferenceServices
-    // resumes, its watch cache has rolled past the controller's resourceVersion: 410 Gone,
-    // so it must list again to see what happened meanwhile.
-    api.restart(Duration::ZERO);
+    // The connections drop, and by the time the watch on InferenceServices resumes, its
+    // watch cache has rolled past the controller's resourceVersion: 410 Gone, so it must list
+    // again to see what happened meanwhile. The short outage keeps the watch from resuming
+    // before the changes below are made and compacted away (else it would simply see them).
+    api.restart(Duration::from_secs(1));
+    // Wait until the old watch is gone (its reconnect was refused), so it cannot deliver the
+    // changes below before noticing the restart.
+    eventually("the controller's watch was cut off", || api.refused() > 0).await;
     api.edit(ISVC, NS, "m", |o| {
         o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
     });
