@@ -10,6 +10,7 @@ pub mod patch;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
+pub mod reload;
 pub mod render;
 pub mod resources;
 pub mod scaling;

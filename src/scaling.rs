@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tracing::{info, warn};
-
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::Metrics;
 use crate::plan::{Input, Plan, PlanError};
 use crate::policy::{self, Policy, Requester};
 use crate::settings::Settings;
@@ -74,37 +72,21 @@ impl Scaling {
 pub async fn watch_policy(
     scaling: Arc<Scaling>,
     path: PathBuf,
-    mut current: String,
+    current: String,
     interval: Duration,
     metrics: Metrics,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Ok(text) = tokio::fs::read_to_string(&path).await else {
-            continue;
-        };
-        if text == current {
-            continue;
-        }
-        match policy::parse(&text) {
-            Ok(p) => {
-                scaling.replace(p);
-                metrics
-                    .policy_reloads
-                    .get_or_create(&ResultLabels { result: "success" })
-                    .inc();
-                info!(policy = %path.display(), "policy reloaded");
-            }
-            Err(e) => {
-                metrics
-                    .policy_reloads
-                    .get_or_create(&ResultLabels { result: "error" })
-                    .inc();
-                warn!(policy = %path.display(), error = %e, "new policy rejected; the previous one stays in force");
-            }
-        }
-        current = text;
-    }
+    let what = format!("policy {}", path.display());
+    crate::reload::on_change(
+        &what,
+        interval,
+        current,
+        || std::fs::read_to_string(&path).ok(),
+        |text| {
+            scaling.replace(policy::parse(text).map_err(|e| e.to_string())?);
+            Ok(())
+        },
+        metrics.policy_reloads,
+    )
+    .await;
 }

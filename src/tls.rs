@@ -13,9 +13,8 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tracing::{info, warn};
 
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -101,41 +100,24 @@ pub async fn watch(
     config: RustlsConfig,
     cert: PathBuf,
     key: PathBuf,
-    mut current: PemPair,
+    current: PemPair,
     interval: Duration,
     metrics: Metrics,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        // Secrets mounted by the kubelet are swapped through a symlink, so compare content
-        // rather than modification times.
-        let Ok(next) = read(&cert, &key) else {
-            continue;
-        };
-        if next == current {
-            continue;
-        }
-        match server_config(&next, &cert, &key) {
-            Ok(c) => {
-                config.reload_from_config(Arc::new(c));
-                current = next;
-                metrics
-                    .cert_reloads
-                    .get_or_create(&ResultLabels { result: "success" })
-                    .inc();
-                info!(cert = %cert.display(), "serving certificate reloaded");
-            }
-            Err(e) => {
-                metrics
-                    .cert_reloads
-                    .get_or_create(&ResultLabels { result: "error" })
-                    .inc();
-                warn!(error = %e, "new certificate rejected; keeping the current one");
-            }
-        }
-    }
+    let what = format!("serving certificate {}", cert.display());
+    crate::reload::on_change(
+        &what,
+        interval,
+        current,
+        || read(&cert, &key).ok(),
+        |next| {
+            let c = server_config(next, &cert, &key).map_err(|e| e.to_string())?;
+            config.reload_from_config(Arc::new(c));
+            Ok(())
+        },
+        metrics.cert_reloads,
+    )
+    .await;
 }
 
 /// A CA and a serving certificate it signed.

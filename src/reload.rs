@@ -1,0 +1,53 @@
+//! Hot reload of mounted files (the serving certificate, the policy): poll, compare content,
+//! apply, count.
+//!
+//! Content is compared rather than modification times because the kubelet swaps mounted
+//! Secrets and ConfigMaps through a symlink. A version that fails to apply is remembered too,
+//! so it is reported once rather than on every tick; the next change is tried afresh.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tracing::{info, warn};
+
+use crate::metrics::ResultLabels;
+
+/// Calls `read` every `interval`. When it returns something other than the last value seen,
+/// hands it to `apply`, counts the result in `reloads` and logs it. `read` returning `None`
+/// (a file missing mid-swap) keeps everything as it is.
+pub async fn on_change<T: PartialEq>(
+    what: &str,
+    interval: Duration,
+    mut last: T,
+    mut read: impl FnMut() -> Option<T>,
+    mut apply: impl FnMut(&T) -> Result<(), String>,
+    reloads: Family<ResultLabels, Counter>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(next) = read() else {
+            continue;
+        };
+        if next == last {
+            continue;
+        }
+        match apply(&next) {
+            Ok(()) => {
+                reloads
+                    .get_or_create(&ResultLabels { result: "success" })
+                    .inc();
+                info!(what, "reloaded");
+            }
+            Err(e) => {
+                reloads
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
+                warn!(what, error = %e, "new version rejected; the current one stays in force");
+            }
+        }
+        last = next;
+    }
+}
