@@ -35,11 +35,7 @@ async fn rotation_under_load_fails_no_request() {
     let mut workers = Vec::new();
     for i in 0..4 {
         // Half the clients reuse connections across the swap, half handshake every time.
-        let client = if i % 2 == 0 {
-            common::client_trusting(&bundle)
-        } else {
-            keep_alive_client(&bundle)
-        };
+        let client = common::client_with(&bundle, i % 2 == 1);
         let (url, body, ok, failed, stop) = (
             url.clone(),
             body.clone(),
@@ -97,24 +93,4 @@ async fn rotation_under_load_fails_no_request() {
         "requests flowed before and after: {before} / {ok}"
     );
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
-}
-
-fn keep_alive_client(ca_pem: &str) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }

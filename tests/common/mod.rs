@@ -182,8 +182,8 @@ impl TestServer {
     }
 }
 
-/// A real HTTPS client (reqwest over rustls) that trusts only `ca_pem`.
-pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
+/// A rustls client configuration (ring) that trusts only the CAs in `ca_pem`.
+pub fn tls_config_trusting(ca_pem: &str) -> rustls::ClientConfig {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -191,17 +191,28 @@ pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+        .with_no_client_auth()
+}
+
+/// A real HTTPS client (reqwest over rustls) that trusts only `ca_pem` and opens a new
+/// connection, with a full handshake, for every request.
+pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
+    client_with(ca_pem, false)
+}
+
+/// Like `client_trusting`, but `keep_alive` reuses connections across requests.
+pub fn client_with(ca_pem: &str, keep_alive: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config_trusting(ca_pem))
+        .timeout(Duration::from_secs(10));
+    if !keep_alive {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    builder.build().unwrap()
 }
 
 pub fn write(path: &Path, bytes: &[u8]) {
