@@ -51,19 +51,21 @@ fn start(api: &FakeApi, tag: &'static str) -> Replica {
 }
 
 fn start_with(api: &FakeApi, tag: &'static str, opts: ControllerOptions) -> Replica {
+    start_scaling(api, tag, opts, Scaling::from(Settings::default()))
+}
+
+fn start_scaling(
+    api: &FakeApi,
+    tag: &'static str,
+    opts: ControllerOptions,
+    scaling: Scaling,
+) -> Replica {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let (ready_tx, ready) = watch::channel(false);
     let client = api.client_as(tag);
     let task = tokio::spawn(async move {
-        let r = reconcile::run(
-            client,
-            Arc::new(Scaling::from(Settings::default())),
-            opts,
-            metrics,
-            ready_tx,
-        )
-        .await;
+        let r = reconcile::run(client, Arc::new(scaling), opts, metrics, ready_tx).await;
         assert!(r.is_ok(), "{r:?}");
     });
     Replica {
@@ -728,4 +730,41 @@ async fn an_expired_watch_relists_and_converges() {
         trigger_names(&api, "n-predictor") == ["kv-cache"]
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_policy_of_the_namespace_shapes_what_is_applied_and_audits_become_events() {
+    let api = FakeApi::new();
+    let policy = kserve_keda_webhook::policy::parse(&format!(
+        "rules:\n  - name: ns-defaults\n    namespaces: [{NS}]\n    enforcement: audit\n    defaults: {{prometheusAddress: 'http://team-prom:9090', maxReplicas: 3}}\n    limits: {{allowedStrategies: [concurrency]}}\n"
+    ))
+    .unwrap();
+    let scaling = Scaling::new(
+        Settings::default(),
+        policy,
+        Arc::new(|_: &str| std::collections::BTreeMap::new()),
+    );
+    let _replica = start_scaling(&api, "a", options("a"), scaling);
+    api.create(
+        ISVC,
+        NS,
+        isvc("m", json!({"scaling.io/strategy": "tokens"})),
+    );
+    let (so, _) = converged_on(&api, "m").await;
+    assert_eq!(so["spec"]["maxReplicaCount"], 3, "the rule's default");
+    assert_eq!(
+        so["spec"]["triggers"][0]["metadata"]["serverAddress"],
+        "http://team-prom:9090"
+    );
+    // The request uses tokens, outside the allowed list: audit mode applies it anyway and
+    // records the finding on the object.
+    eventually("a PolicyAudit event", || {
+        !events(&api, "m", "PolicyAudit").is_empty()
+    })
+    .await;
+    let note = str_at(&events(&api, "m", "PolicyAudit")[0], "/note").to_string();
+    assert!(
+        note.contains("rule 'ns-defaults'") && note.contains("strategy tokens is not allowed"),
+        "{note}"
+    );
 }
