@@ -205,6 +205,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
     let strategies = expand(&spec.strategies);
     let scope = Scope {
         namespace: &isvc.namespace,
+        isvc: &isvc.name,
         deployment: &deployment,
     };
     let window = spec.window.as_deref().unwrap_or(&settings.window);
@@ -469,6 +470,7 @@ fn monitor(
     let namespace_selector = NamespaceSelector {
         match_names: vec![isvc.namespace.clone()],
     };
+    let pod_target_labels = strategy::POD_TARGET_LABELS.map(String::from).to_vec();
     match kind {
         MonitorKind::None => None,
         MonitorKind::ServiceMonitor => Some(Monitor::Service(ServiceMonitor {
@@ -480,6 +482,7 @@ fn monitor(
                     target_port: IntOrString::Int(i32::from(port)),
                     path,
                 }],
+                pod_target_labels,
             },
         })),
         MonitorKind::PodMonitor => Some(Monitor::Pod(PodMonitor {
@@ -491,6 +494,7 @@ fn monitor(
                     port_number: port,
                     path,
                 }],
+                pod_target_labels,
             },
         })),
     }
@@ -576,7 +580,7 @@ fn warnings(
     }
     if !has_monitor && !server_metrics.is_empty() {
         out.push(format!(
-            "{prefix}/monitor is none: make sure Prometheus already scrapes the predictor pods with 'namespace' and 'pod' labels, or the triggers read nothing"
+            "{prefix}/monitor is none: the triggers select series by 'namespace' and the pod labels serving.kserve.io/inferenceservice, component and app (podTargetLabels); your scrape must add them"
         ));
     }
     out

@@ -68,6 +68,8 @@ pub struct ServiceMonitorSpec {
     pub selector: LabelSelector,
     pub namespace_selector: NamespaceSelector,
     pub endpoints: Vec<Endpoint>,
+    /// Pod labels copied onto every scraped series; the queries select on them.
+    pub pod_target_labels: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -93,6 +95,8 @@ pub struct PodMonitorSpec {
     pub selector: LabelSelector,
     pub namespace_selector: NamespaceSelector,
     pub pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+    /// Pod labels copied onto every scraped series; the queries select on them.
+    pub pod_target_labels: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

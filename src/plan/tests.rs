@@ -82,7 +82,13 @@ fn tokens_creates_raw_external_scaled_object_and_monitor() {
     }
     assert_eq!(spec.triggers[0].metadata["threshold"], "1000");
     assert_eq!(spec.triggers[1].metadata["threshold"], "4");
-    assert!(matches!(p.monitor, Some(Monitor::Service(_))));
+    let Some(Monitor::Service(sm)) = &p.monitor else {
+        panic!("a ServiceMonitor: {:?}", p.monitor);
+    };
+    assert_eq!(
+        sm.spec.pod_target_labels,
+        ["serving.kserve.io/inferenceservice", "component", "app"]
+    );
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
@@ -105,7 +111,8 @@ fn each_strategy_has_its_metric_type_and_default_target() {
         assert_eq!(t.metric_type, metric_type, "{name}");
         assert_eq!(t.metadata["threshold"], threshold, "{name}");
         assert!(
-            t.metadata["query"].contains("qwen-predictor-[a-z0-9]+-[a-z0-9]+"),
+            t.metadata["query"].contains(r#"app="isvc.qwen-predictor""#)
+                || t.metadata["query"].contains(r#"owner_name="qwen-predictor""#),
             "{name}"
         );
     }
@@ -147,7 +154,7 @@ fn named_predictor_and_live_deployment_decide_the_target() {
     )
     .unwrap();
     assert_eq!(so(&p).scale_target_ref.name, "qwen-predictor-default");
-    assert!(so(&p).triggers[0].metadata["query"].contains("qwen-predictor-default-[a-z0-9]+"));
+    assert!(so(&p).triggers[0].metadata["query"].contains(r#"app="isvc.qwen-predictor-default""#));
 }
 
 #[test]
@@ -599,6 +606,15 @@ fn monitor_choices_port_path_and_platform_labels() {
     assert_eq!(sel[ISVC_LABEL], "qwen");
     assert_eq!(sel["component"], "predictor");
     assert_eq!(pm.spec.namespace_selector.match_names, vec!["llm"]);
+    // The queries select on these pod labels, so the monitor must copy every one of them.
+    assert_eq!(
+        pm.spec.pod_target_labels,
+        ["serving.kserve.io/inferenceservice", "component", "app"]
+    );
+    let q = &so(&p).triggers[0].metadata["query"];
+    for label in ["serving_kserve_io_inferenceservice=", "component=", "app="] {
+        assert!(q.contains(label), "{q}");
+    }
 
     let i = isvc(
         &[
