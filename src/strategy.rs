@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod alerts;
+
 /// What a trigger scales on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(try_from = "String")]

@@ -713,3 +713,78 @@ fn sglang_runtime() {
     assert!(q[0].contains("sglang:generation_tokens_total"), "{q:?}");
     assert!(q[1].contains("sglang:num_running_reqs"), "{q:?}");
 }
+
+#[test]
+fn a_prometheus_rule_goes_beside_the_monitor_unless_switched_off() {
+    let p = create(&isvc(&[("scaling.io/strategy", "queue")], json!({}))).unwrap();
+    let rule = p.rule.as_ref().expect("a PrometheusRule");
+    let monitor = p.monitor.as_ref().unwrap();
+    assert_eq!(rule.metadata.name.as_deref(), Some(monitor.name()));
+    assert_eq!(rule.metadata.labels, monitor.metadata().labels);
+    assert_eq!(rule.metadata.namespace.as_deref(), Some("llm"));
+    let alerts: Vec<&str> = rule.spec.groups[0]
+        .rules
+        .iter()
+        .map(|r| r.alert.as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "KServeScalingSignalAbsent",
+            "KServeScalingStuck",
+            "KServeScalingAtMaxReplicas"
+        ]
+    );
+    for r in &rule.spec.groups[0].rules {
+        assert_eq!(r.labels["inferenceservice"], "qwen");
+        assert!(r.annotations["summary"].contains("llm/qwen"));
+    }
+
+    for off in [
+        vec![
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/alerts", "false"),
+        ],
+        vec![
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/monitor", "none"),
+        ],
+    ] {
+        let p = create(&isvc(&off, json!({}))).unwrap();
+        assert!(p.rule.is_none(), "{off:?}");
+    }
+    let err = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/alerts", "no"),
+        ],
+        json!({}),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("true or false"), "{err}");
+
+    let platform_off = Settings {
+        alerts: false,
+        ..Settings::default()
+    };
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    assert!(plan(input, &platform_off).unwrap().rule.is_none());
+    let i = isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/alerts", "true"),
+        ],
+        json!({}),
+    );
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    assert!(plan(input, &platform_off).unwrap().rule.is_some());
+}
