@@ -675,3 +675,235 @@ fn hostile_values_neither_inject_nor_widen_a_match() {
     }
     run_or_panic(&cases);
 }
+
+/// The PrometheusRule `render` prints, as a promtool rule file.
+fn rule_file(docs: &[Value]) -> Value {
+    let rule = docs
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule");
+    json!({"groups": rule["spec"]["groups"]})
+}
+
+/// The annotations of the rendered rule named `alert` (static text, compared as promtool
+/// compares every annotation of a firing alert).
+fn annotations_of(rules: &Value, alert: &str) -> Value {
+    rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == alert)
+        .map(|r| r["annotations"].clone())
+        .unwrap()
+}
+
+/// 50 minutes of a constant.
+fn long(v: f64) -> String {
+    format!("{v}x200")
+}
+
+/// kube-state-metrics' Deployment series: `replicas` as "a series of values" per 15 s.
+fn deployment_series(w: &Workload, spec_replicas: &str, available: &str) -> Vec<Value> {
+    let l = [
+        ("namespace", w.namespace.as_str()),
+        ("deployment", w.deployment.as_str()),
+        ("job", "kube-state-metrics"),
+        ("instance", "10.2.0.9:8080"),
+    ];
+    vec![
+        json!({"series": series("kube_deployment_spec_replicas", &l), "values": spec_replicas}),
+        json!({"series": series("kube_deployment_status_replicas_available", &l), "values": available}),
+    ]
+}
+
+/// Queue depth per pod of `w`.
+fn queue_series(w: &Workload, per_pod: f64) -> Vec<Value> {
+    w.pods
+        .iter()
+        .map(|pod| {
+            let l = w.server_labels(pod);
+            json!({"series": series("vllm:num_requests_waiting", &labels_of(&l)), "values": long(per_pod)})
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_fire_when_scaling_cannot_work_and_stay_quiet_when_it_does() {
+    let docs = rendered(
+        "llm",
+        "qwen",
+        None,
+        json!({"scaling.io/strategy": "queue", "scaling.io/max-replicas": "4"}),
+    );
+    let rules = rule_file(&docs);
+    let w = world("llm", "qwen", None);
+    let me = &w[0];
+    // Decoys: busy, at their own maximum, or silent; none of it concerns this model.
+    let mut decoys: Vec<Value> = Vec::new();
+    for d in &w[1..] {
+        decoys.extend(queue_series(d, 50.0));
+        decoys.extend(deployment_series(d, &long(4.0), &long(4.0)));
+    }
+    let rule_labels = |alert: &str, strategy: Option<&str>| {
+        let mut l = json!({"severity": "warning", "inferenceservice": "qwen"});
+        if let Some(s) = strategy {
+            l["strategy"] = json!(s);
+        }
+        if alert == "KServeScalingSignalAbsent" {
+            // absent() keeps the equality matchers of its selector as labels.
+            for (k, v) in [
+                ("namespace", "llm"),
+                ("serving_kserve_io_inferenceservice", "qwen"),
+                ("component", "predictor"),
+                ("app", "isvc.qwen-predictor"),
+            ] {
+                l[k] = json!(v);
+            }
+        }
+        l
+    };
+    let fires = |alert: &str, strategy: Option<&str>, at: &str| {
+        json!({"eval_time": at, "alertname": alert, "exp_alerts": [{
+            "exp_labels": rule_labels(alert, strategy),
+            "exp_annotations": annotations_of(&rules, alert),
+        }]})
+    };
+    let quiet =
+        |alert: &str, at: &str| json!({"eval_time": at, "alertname": alert, "exp_alerts": []});
+    let test = |name: &str, mine: Vec<Value>, checks: Vec<Value>| {
+        let mut input = decoys.clone();
+        input.extend(mine);
+        json!({"name": name, "interval": "15s", "input_series": input, "alert_rule_test": checks})
+    };
+    let two = long(2.0);
+    let mut tests = Vec::new();
+
+    // Running, but the monitor scrapes nothing: absent fires once it has lasted 10 minutes.
+    tests.push(test(
+        "signal absent while running",
+        deployment_series(me, &two, &two),
+        vec![
+            quiet("KServeScalingSignalAbsent", "5m"),
+            fires("KServeScalingSignalAbsent", Some("queue"), "15m"),
+            quiet("KServeScalingStuck", "15m"),
+            quiet("KServeScalingAtMaxReplicas", "40m"),
+        ],
+    ));
+    // The same with the signal present, and with the model scaled to zero.
+    let mut present = deployment_series(me, &two, &two);
+    present.extend(queue_series(me, 1.0));
+    tests.push(test(
+        "healthy and below target",
+        present,
+        vec![
+            quiet("KServeScalingSignalAbsent", "15m"),
+            quiet("KServeScalingStuck", "30m"),
+            quiet("KServeScalingAtMaxReplicas", "40m"),
+        ],
+    ));
+    tests.push(test(
+        "scaled to zero",
+        deployment_series(me, &long(0.0), &long(0.0)),
+        vec![quiet("KServeScalingSignalAbsent", "15m")],
+    ));
+    // 7 waiting per replica against a target of 5 (beyond the HPA's 10 % tolerance), two
+    // replicas that never change: stuck after 15 minutes.
+    let mut stuck = deployment_series(me, &two, &two);
+    stuck.extend(queue_series(me, 7.0));
+    tests.push(test(
+        "above target, replicas flat",
+        stuck,
+        vec![
+            quiet("KServeScalingStuck", "10m"),
+            fires("KServeScalingStuck", Some("queue"), "20m"),
+            quiet("KServeScalingAtMaxReplicas", "40m"),
+        ],
+    ));
+    // Above target but the replicas grew at minute 14: scaling works, nothing to say at 25m.
+    let mut growing = deployment_series(me, "2x56 3x143", "2x56 3x143");
+    growing.extend(queue_series(me, 7.0));
+    tests.push(test(
+        "above target, replicas growing",
+        growing,
+        vec![quiet("KServeScalingStuck", "25m")],
+    ));
+    // Within the HPA's tolerance (5.4 per replica against 5): nothing can be expected to move.
+    let mut tolerated = deployment_series(me, &two, &two);
+    tolerated.extend(queue_series(me, 5.4));
+    tests.push(test(
+        "within tolerance",
+        tolerated,
+        vec![quiet("KServeScalingStuck", "30m")],
+    ));
+    // At the maximum for 30 minutes: capped (and not "stuck", which is about not growing).
+    let four = long(4.0);
+    let mut capped = deployment_series(me, &four, &four);
+    capped.extend(queue_series(me, 20.0));
+    tests.push(test(
+        "pinned at max",
+        capped,
+        vec![
+            quiet("KServeScalingAtMaxReplicas", "20m"),
+            fires("KServeScalingAtMaxReplicas", None, "35m"),
+            quiet("KServeScalingStuck", "35m"),
+        ],
+    ));
+    let mut below = deployment_series(me, &long(3.0), &long(3.0));
+    below.extend(queue_series(me, 1.0));
+    tests.push(test(
+        "below max",
+        below,
+        vec![quiet("KServeScalingAtMaxReplicas", "40m")],
+    ));
+    let checks: usize = tests
+        .iter()
+        .map(|t| t["alert_rule_test"].as_array().unwrap().len())
+        .sum();
+    eprintln!("promtool alert checks: {checks}");
+    if let Err(report) = run(&[], Some(&rules), &tests) {
+        panic!("promtool test rules failed:\n{report}");
+    }
+}
+
+/// The alerts of node-level strategies watch the joined signal, so a cluster without
+/// kube-state-metrics or the exporter is reported instead of silently reading 0.
+#[test]
+fn node_level_signals_are_reported_absent_without_their_exporter() {
+    let docs = rendered("llm", "qwen", None, json!({"scaling.io/strategy": "gpu"}));
+    let rules = rule_file(&docs);
+    let w = world("llm", "qwen", None);
+    let two = long(2.0);
+    let mut with_gpu = Case::new("unused");
+    gpu_fixture(&mut with_gpu, &w, Dcgm::Honored);
+    let extend = |s: &Case| -> Vec<Value> {
+        s.series
+            .iter()
+            .map(|(k, v)| json!({"series": k, "values": v.replace("x40", "x200")}))
+            .collect()
+    };
+    let mut present = deployment_series(&w[0], &two, &two);
+    present.extend(extend(&with_gpu));
+    let mut missing = deployment_series(&w[0], &two, &two);
+    // DCGM runs, kube-state-metrics ownership series do not exist: the join is empty.
+    missing.extend(
+        extend(&with_gpu)
+            .into_iter()
+            .filter(|s| !s["series"].as_str().unwrap().starts_with("kube_")),
+    );
+    let absent = |input: Vec<Value>, exp: Vec<Value>, name: &str| {
+        json!({"name": name, "interval": "15s", "input_series": input, "alert_rule_test": [
+            {"eval_time": "15m", "alertname": "KServeScalingSignalAbsent", "exp_alerts": exp}
+        ]})
+    };
+    let fired = json!({
+        "exp_labels": {"severity": "warning", "inferenceservice": "qwen", "strategy": "gpu"},
+        "exp_annotations": annotations_of(&rules, "KServeScalingSignalAbsent"),
+    });
+    let tests = [
+        absent(present, vec![], "gpu signal present"),
+        absent(missing, vec![fired], "no kube-state-metrics"),
+    ];
+    if let Err(report) = run(&[], Some(&rules), &tests) {
+        panic!("promtool test rules failed:\n{report}");
+    }
+}
