@@ -788,3 +788,22 @@ fn a_prometheus_rule_goes_beside_the_monitor_unless_switched_off() {
     };
     assert!(plan(input, &platform_off).unwrap().rule.is_some());
 }
+
+#[test]
+fn the_policy_default_switches_the_prometheus_rule_off() {
+    let policy = crate::policy::parse("defaults:\n  alerts: false\n").unwrap();
+    let scaling = crate::scaling::Scaling::new(
+        Settings::default(),
+        policy,
+        std::sync::Arc::new(|_| BTreeMap::new()),
+    );
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    let p = scaling.decide(input, None).unwrap();
+    assert!(p.monitor.is_some());
+    assert!(p.rule.is_none());
+}

@@ -100,7 +100,8 @@ pub fn alerts(
             alert: "KServeScalingStuck",
             expr: format!(
                 "{per_replica} > {} and on () ({spec_replicas} < {max_replicas}) and on () (max(changes(kube_deployment_spec_replicas{{namespace={},deployment={}}}[{STUCK_FOR}])) == 0)",
-                t.threshold * HPA_TOLERANCE,
+                // Rounded so the rule reads 0.11, not 0.11000000000000001.
+                (t.threshold * HPA_TOLERANCE * 1e9).round() / 1e9,
                 quote(scope.namespace),
                 quote(scope.deployment)
             ),
