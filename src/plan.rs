@@ -11,11 +11,12 @@ use crate::isvc::{FieldError, Isvc};
 use crate::names;
 use crate::resources::{
     AuthenticationRef, Endpoint, Monitor, NamespaceSelector, PodMetricsEndpoint, PodMonitor,
-    PodMonitorSpec, ScaleTargetRef, ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor,
-    ServiceMonitorSpec,
+    PodMonitorSpec, PrometheusRule, PrometheusRuleSpec, Rule, RuleGroup, ScaleTargetRef,
+    ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor, ServiceMonitorSpec,
 };
 use crate::settings::{MonitorKind, Settings};
 use crate::spec::{self, AnnotationError, ScalingSpec, keys};
+use crate::strategy::alerts::{self, Alert};
 use crate::strategy::{self, MetricType, Scope, Strategy, Unsupported};
 
 pub const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
@@ -88,6 +89,8 @@ pub struct Plan {
     pub annotations: BTreeMap<String, Option<String>>,
     pub scaled_object: Option<ScaledObject>,
     pub monitor: Option<Monitor>,
+    /// Alerts on why the model does not scale; beside the monitor, with its name and labels.
+    pub rule: Option<PrometheusRule>,
     /// The Deployment the ScaledObject scales.
     pub scale_target: Option<String>,
     pub warnings: Vec<String>,
@@ -205,6 +208,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
     let strategies = expand(&spec.strategies);
     let scope = Scope {
         namespace: &isvc.namespace,
+        isvc: &isvc.name,
         deployment: &deployment,
     };
     let window = spec.window.as_deref().unwrap_or(&settings.window);
@@ -214,8 +218,11 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         .unwrap_or(&settings.prometheus_address);
 
     let mut triggers = Vec::with_capacity(strategies.len());
+    let mut alert_inputs = Vec::with_capacity(strategies.len());
     for s in &strategies {
-        triggers.push(trigger(*s, spec, settings, scope, window, address)?);
+        let (t, a) = trigger(*s, spec, settings, scope, window, address)?;
+        triggers.push(t);
+        alert_inputs.push(a);
     }
 
     let so_name = names::fit(&deployment, names::SCALED_OBJECT_MAX);
@@ -236,6 +243,12 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         },
     });
     plan.monitor = monitor(isvc, spec, settings, &deployment, labels);
+    if spec.alerts.unwrap_or(settings.alerts)
+        && let Some(m) = &plan.monitor
+    {
+        let found = alerts::alerts(scope, spec.runtime, window, &alert_inputs, max);
+        plan.rule = Some(rule(m, found));
+    }
 
     let records = [
         (keys::SCALE_TARGET, Some(deployment.clone())),
@@ -368,7 +381,7 @@ fn trigger(
     scope: Scope<'_>,
     window: &str,
     address: &str,
-) -> Result<ScaleTrigger, PlanError> {
+) -> Result<(ScaleTrigger, alerts::Trigger), PlanError> {
     let prefix = settings.prefix.clone();
     let (query, metric_type) = if s == Strategy::Custom {
         let q = spec.query.clone().ok_or(PlanError::CustomWithoutQuery {
@@ -393,7 +406,7 @@ fn trigger(
 
     let mut metadata = BTreeMap::from([
         ("serverAddress".to_string(), address.to_string()),
-        ("query".to_string(), query),
+        ("query".to_string(), query.clone()),
         ("threshold".to_string(), number(threshold)),
     ]);
     if let Some(a) = spec.activations.get(&s) {
@@ -406,13 +419,63 @@ fn trigger(
             name: auth.name.clone(),
         }
     });
-    Ok(ScaleTrigger {
+    let for_alerts = alerts::Trigger {
+        strategy: s,
+        metric_type,
+        threshold,
+        query,
+    };
+    let t = ScaleTrigger {
         type_: "prometheus".into(),
         name: s.as_str().into(),
         metric_type: metric_type.as_str().into(),
         metadata,
         authentication_ref,
-    })
+    };
+    Ok((t, for_alerts))
+}
+
+/// The PrometheusRule beside `monitor`: same name, namespace and labels, so it lives and dies
+/// with it and the same Prometheus rule selector picks it up.
+fn rule(monitor: &Monitor, found: Vec<Alert>) -> PrometheusRule {
+    let meta = monitor.metadata().clone();
+    let isvc = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ISVC_LABEL))
+        .cloned()
+        .unwrap_or_default();
+    let rules = found
+        .into_iter()
+        .map(|a| {
+            let mut labels = BTreeMap::from([
+                ("severity".to_string(), "warning".to_string()),
+                ("inferenceservice".to_string(), isvc.clone()),
+            ]);
+            if let Some(s) = a.strategy {
+                labels.insert("strategy".into(), s.as_str().into());
+            }
+            Rule {
+                alert: a.alert.to_string(),
+                expr: a.expr,
+                for_: a.for_.to_string(),
+                labels,
+                annotations: BTreeMap::from([
+                    ("summary".to_string(), a.summary),
+                    ("description".to_string(), a.description),
+                ]),
+            }
+        })
+        .collect();
+    PrometheusRule {
+        spec: PrometheusRuleSpec {
+            groups: vec![RuleGroup {
+                name: format!("{}.scaling", meta.name.as_deref().unwrap_or_default()),
+                rules,
+            }],
+        },
+        metadata: meta,
+    }
 }
 
 /// KEDA parses thresholds as decimal strings; print integers without a fraction.
@@ -469,6 +532,7 @@ fn monitor(
     let namespace_selector = NamespaceSelector {
         match_names: vec![isvc.namespace.clone()],
     };
+    let pod_target_labels = strategy::POD_TARGET_LABELS.map(String::from).to_vec();
     match kind {
         MonitorKind::None => None,
         MonitorKind::ServiceMonitor => Some(Monitor::Service(ServiceMonitor {
@@ -480,6 +544,7 @@ fn monitor(
                     target_port: IntOrString::Int(i32::from(port)),
                     path,
                 }],
+                pod_target_labels,
             },
         })),
         MonitorKind::PodMonitor => Some(Monitor::Pod(PodMonitor {
@@ -491,6 +556,7 @@ fn monitor(
                     port_number: port,
                     path,
                 }],
+                pod_target_labels,
             },
         })),
     }
@@ -576,7 +642,7 @@ fn warnings(
     }
     if !has_monitor && !server_metrics.is_empty() {
         out.push(format!(
-            "{prefix}/monitor is none: make sure Prometheus already scrapes the predictor pods with 'namespace' and 'pod' labels, or the triggers read nothing"
+            "{prefix}/monitor is none: the triggers select series by 'namespace' and the pod labels serving.kserve.io/inferenceservice, component and app (podTargetLabels); your scrape must add them"
         ));
     }
     out

@@ -64,6 +64,8 @@ pub struct Defaults {
     pub trigger_authentication: Option<TriggerAuthentication>,
     pub monitor: Option<MonitorKind>,
     pub monitor_labels: Option<BTreeMap<String, String>>,
+    /// Whether a PrometheusRule is generated beside each monitor.
+    pub alerts: Option<bool>,
     pub targets: Option<BTreeMap<Strategy, f64>>,
     pub polling_interval: Option<u32>,
     pub cooldown_period: Option<u32>,
@@ -406,6 +408,9 @@ fn overlay(s: &mut Settings, d: &Defaults) {
     }
     if let Some(l) = &d.monitor_labels {
         s.monitor_labels.extend(l.clone());
+    }
+    if let Some(a) = d.alerts {
+        s.alerts = a;
     }
     if let Some(t) = &d.targets {
         s.targets.extend(t.iter().map(|(k, v)| (*k, *v)));

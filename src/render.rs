@@ -122,6 +122,9 @@ fn render_one(
     if let Some(m) = &plan.monitor {
         push_doc(&mut out.yaml, &m.to_json().map_err(encode_error)?)?;
     }
+    if let Some(r) = &plan.rule {
+        push_doc(&mut out.yaml, &to_json(r)?)?;
+    }
     out.warnings
         .extend(plan.warnings.iter().map(|w| format!("{label}: {w}")));
     // Audit findings are silent at admission; render is where a platform team previews them.

@@ -1,5 +1,5 @@
 //! Typed models of the objects we generate: KEDA ScaledObject, prometheus-operator
-//! ServiceMonitor and PodMonitor. Only the fields we set are modelled, so serialising one
+//! ServiceMonitor, PodMonitor and PrometheusRule. Only the fields we set are modelled, so serialising one
 //! yields exactly the fields this product owns (what server-side apply needs).
 
 use std::collections::BTreeMap;
@@ -68,6 +68,8 @@ pub struct ServiceMonitorSpec {
     pub selector: LabelSelector,
     pub namespace_selector: NamespaceSelector,
     pub endpoints: Vec<Endpoint>,
+    /// Pod labels copied onto every scraped series; the queries select on them.
+    pub pod_target_labels: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -93,6 +95,8 @@ pub struct PodMonitorSpec {
     pub selector: LabelSelector,
     pub namespace_selector: NamespaceSelector,
     pub pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+    /// Pod labels copied onto every scraped series; the queries select on them.
+    pub pod_target_labels: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -108,6 +112,37 @@ pub struct NamespaceSelector {
     pub match_names: Vec<String>,
 }
 
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "monitoring.coreos.com",
+    version = "v1",
+    kind = "PrometheusRule",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusRuleSpec {
+    pub groups: Vec<RuleGroup>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RuleGroup {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+/// An alerting rule (the only kind generated; see the README on recording rules).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub alert: String,
+    pub expr: String,
+    #[serde(rename = "for")]
+    pub for_: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
 /// The scrape object a plan asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Monitor {
@@ -116,12 +151,15 @@ pub enum Monitor {
 }
 
 impl Monitor {
-    pub fn name(&self) -> &str {
-        let meta = match self {
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
             Monitor::Service(m) => &m.metadata,
             Monitor::Pod(m) => &m.metadata,
-        };
-        meta.name.as_deref().unwrap_or_default()
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or_default()
     }
 
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {

@@ -113,6 +113,8 @@ pub struct Settings {
     pub monitor_labels: BTreeMap<String, String>,
     pub metrics_port: u16,
     pub metrics_path: String,
+    /// Generate a PrometheusRule beside each monitor.
+    pub alerts: bool,
     pub window: String,
     pub polling_interval: u32,
     pub cooldown_period: u32,
@@ -138,6 +140,7 @@ impl Default for Settings {
             monitor_labels: BTreeMap::new(),
             metrics_port: 8080,
             metrics_path: "/metrics".to_string(),
+            alerts: true,
             window: "1m".to_string(),
             polling_interval: 30,
             cooldown_period: 300,

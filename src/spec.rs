@@ -33,8 +33,10 @@ pub mod keys {
     pub const MONITOR: &str = "monitor";
     pub const METRICS_PORT: &str = "metrics-port";
     pub const METRICS_PATH: &str = "metrics-path";
+    /// `false` leaves out the PrometheusRule generated beside the monitor.
+    pub const ALERTS: &str = "alerts";
 
-    pub const FIXED_INPUTS: [&str; 15] = [
+    pub const FIXED_INPUTS: [&str; 16] = [
         STRATEGY,
         TARGET,
         ACTIVATION,
@@ -50,6 +52,7 @@ pub mod keys {
         MONITOR,
         METRICS_PORT,
         METRICS_PATH,
+        ALERTS,
     ];
 
     /// Written by the webhook to record what it generated.
@@ -82,6 +85,7 @@ pub struct ScalingSpec {
     pub monitor: Option<MonitorKind>,
     pub metrics_port: Option<u16>,
     pub metrics_path: Option<String>,
+    pub alerts: Option<bool>,
     /// Targets given for strategies that were not requested: harmless, but worth saying.
     pub unused: Vec<String>,
 }
@@ -206,6 +210,18 @@ pub fn parse(
                         MonitorKind::ALLOWED
                     ))
                 })?)
+            }
+            keys::ALERTS => {
+                spec.alerts = Some(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(bad(format!(
+                            "'{}' is not allowed; use true or false",
+                            clip(value)
+                        )));
+                    }
+                })
             }
             keys::METRICS_PORT => {
                 let port = whole(value, 1).map_err(&bad)?;

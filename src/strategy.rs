@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod alerts;
+
 /// What a trigger scales on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(try_from = "String")]
@@ -192,33 +194,157 @@ impl MetricType {
     }
 }
 
+/// Pod labels the generated monitor copies onto every scraped series (prometheus-operator
+/// `podTargetLabels`). KServe puts all three on predictor pods; `app` (`isvc.<deployment>`) is
+/// the predictor Deployment's own selector, so together with the namespace it picks exactly
+/// that Deployment's pods whatever their (possibly truncated) names.
+pub const POD_TARGET_LABELS: [&str; 3] = ["serving.kserve.io/inferenceservice", "component", "app"];
+
+/// The Prometheus label a Kubernetes label becomes when prometheus-operator copies it onto a
+/// target: every character outside `[a-zA-Z0-9_]` turns into `_`
+/// (`serving.kserve.io/inferenceservice` -> `serving_kserve_io_inferenceservice`).
+pub fn prometheus_label(kubernetes_label: &str) -> String {
+    kubernetes_label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `value` as a PromQL double-quoted string literal. Every value that comes from an object
+/// goes through here, so a quote, backslash or newline in it can end neither the string nor
+/// the selector. Values are only ever compared with `=`, never placed in a regex, so no
+/// regex metacharacter (`|`, `+`, `.`) can widen a match.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The pods one query may see: the predictor Deployment's pods in one namespace.
 #[derive(Clone, Copy, Debug)]
 pub struct Scope<'a> {
     pub namespace: &'a str,
+    pub isvc: &'a str,
     pub deployment: &'a str,
 }
 
 impl Scope<'_> {
-    /// Matches exactly the pods of the Deployment: `<deployment>-<replicaset hash>-<suffix>`.
-    /// The two fixed segments keep `foo-predictor` from matching `foo-predictor-x-predictor`.
-    fn pod_regex(&self) -> String {
-        // A `.` in a name must match itself; inside a PromQL string the regex escape needs its
-        // own backslash escaped.
+    /// Matchers for the model server's own series, by the pod labels the generated monitor
+    /// copies onto them. Exact for every name: no pod-name pattern is involved.
+    pub fn server_matchers(&self) -> String {
+        let values = [
+            self.isvc.to_string(),
+            "predictor".to_string(),
+            format!("isvc.{}", self.deployment),
+        ];
+        let mut out = format!("namespace={}", quote(self.namespace));
+        for (label, value) in POD_TARGET_LABELS.iter().zip(values) {
+            out.push_str(&format!(",{}={}", prometheus_label(label), quote(&value)));
+        }
+        out
+    }
+
+    /// One series per pod of the predictor Deployment, labelled `namespace` and `pod`, value 1,
+    /// from kube-state-metrics: pod -> ReplicaSet -> Deployment. Node-level exporters (DCGM,
+    /// Kepler) only know pod names, which the API server cuts for long Deployment names, so
+    /// their series are joined with this instead of matched by name. ReplicaSet names are
+    /// never cut. `max by` folds duplicates from several kube-state-metrics replicas.
+    fn owned_pods(&self) -> String {
+        let ns = quote(self.namespace);
         format!(
-            "{}-[a-z0-9]+-[a-z0-9]+",
-            self.deployment.replace('.', "\\\\.")
+            "max by (namespace, pod) (label_replace(kube_pod_owner{{namespace={ns},owner_kind=\"ReplicaSet\"}}, \"replicaset\", \"$1\", \"owner_name\", \"(.+)\") * on (namespace, replicaset) group_left () max by (namespace, replicaset) (kube_replicaset_owner{{namespace={ns},owner_kind=\"Deployment\",owner_name={}}}))",
+            quote(self.deployment)
         )
     }
 
-    /// Label matchers for a source that labels series with the given namespace and pod labels.
-    fn matchers(&self, namespace_label: &str, pod_label: &str) -> String {
+    /// `expr` (series labelled `namespace`/`pod` with the workload's pod) restricted to the
+    /// predictor's pods.
+    fn on_pods(&self, expr: &str) -> String {
         format!(
-            "{namespace_label}=\"{}\",{pod_label}=~\"{}\"",
-            self.namespace,
-            self.pod_regex()
+            "({expr}) * on (namespace, pod) group_left () {}",
+            self.owned_pods()
         )
     }
+
+    /// A dcgm-exporter series `inner(selector)` relabelled to the workload's `namespace`/`pod`.
+    /// The exporter labels a GPU with the pod using it as `pod`/`namespace` when scraped with
+    /// honorLabels, and as `exported_pod`/`exported_namespace` otherwise (then `pod` is the
+    /// exporter's own); both layouts are read.
+    fn dcgm(&self, inner: impl Fn(&str) -> String) -> String {
+        let ns = quote(self.namespace);
+        let exported = inner(&format!("{{exported_namespace={ns}}}"));
+        format!(
+            "{} or {}",
+            rename(
+                &rename(&exported, "exported_namespace", "namespace"),
+                "exported_pod",
+                "pod"
+            ),
+            inner(&format!("{{namespace={ns}}}"))
+        )
+    }
+
+    /// A Kepler series (labelled `pod_namespace`-like and `pod_name`) relabelled to
+    /// `namespace`/`pod`; the scrape's own `namespace`/`pod` (Kepler's pod) are replaced.
+    fn kepler(expr: &str, namespace_label: &str) -> String {
+        rename(
+            &rename(expr, namespace_label, "namespace"),
+            "pod_name",
+            "pod",
+        )
+    }
+
+    /// Watts drawn by the predictor's pods, each joule counted once. CPU from Kepler >= 0.10:
+    /// RAPL zones overlap (`package` contains `core` and `uncore`), so `package` + `dram`.
+    /// GPU from one source: dcgm-exporter's board power when it has this model's pods,
+    /// otherwise Kepler's GPU counter. Clusters with only Kepler < 0.10 get its container
+    /// total (which already includes the GPU); clusters with only DCGM get the GPU alone.
+    fn power(&self, window: &str) -> String {
+        let ns = quote(self.namespace);
+        let cpu = self.on_pods(&Self::kepler(
+            &format!(
+                "rate(kepler_pod_cpu_joules_total{{pod_namespace={ns},zone=~\"package|dram\"}}[{window}])"
+            ),
+            "pod_namespace",
+        ));
+        let kepler_gpu = self.on_pods(&Self::kepler(
+            &format!("rate(kepler_pod_gpu_joules_total{{pod_namespace={ns}}}[{window}])"),
+            "pod_namespace",
+        ));
+        let dcgm = self.on_pods(
+            &self.dcgm(|sel| format!("avg_over_time(DCGM_FI_DEV_POWER_USAGE{sel}[{window}])")),
+        );
+        let kepler_old = self.on_pods(&Self::kepler(
+            &format!("rate(kepler_container_joules_total{{container_namespace={ns}}}[{window}])"),
+            "container_namespace",
+        ));
+        format!(
+            "(sum({cpu}) + (sum({dcgm}) or sum({kepler_gpu}) or vector(0))) or sum({kepler_old}) or sum({dcgm})"
+        )
+    }
+}
+
+/// `label_replace` copying label `from` into `to` (overwriting it) where `from` is set.
+fn rename(expr: &str, from: &str, to: &str) -> String {
+    format!("label_replace({expr}, \"{to}\", \"$1\", \"{from}\", \"(.+)\")")
 }
 
 /// PromQL for one built-in strategy. `window` is the rate window (a Prometheus duration).
@@ -228,7 +354,7 @@ pub fn query(
     scope: Scope<'_>,
     window: &str,
 ) -> Result<String, Unsupported> {
-    let pods = scope.matchers("namespace", "pod");
+    let pods = scope.server_matchers();
     let metric = |name: &str| format!("{name}{{{pods}}}");
     let rate = |name: &str| format!("rate({name}{{{pods}}}[{window}])");
     // An idle model has no observations, and histogram_quantile then yields NaN; KEDA must
@@ -253,53 +379,46 @@ pub fn query(
     if !supports(runtime, strategy) || strategy == Strategy::Custom {
         return Err(unsupported());
     }
-    let q = match (strategy, runtime) {
-        (Strategy::Tokens, Runtime::Vllm) => {
-            format!("sum({})", rate("vllm:generation_tokens_total"))
+    let q = match (strategy, server_metric(strategy, runtime)) {
+        (Strategy::Tokens, Some(name)) => format!("sum({})", rate(name)),
+        (Strategy::Concurrency | Strategy::Queue, Some(name)) => {
+            format!("sum({})", metric(name))
         }
-        (Strategy::Tokens, Runtime::Sglang) => {
-            format!("sum({})", rate("sglang:generation_tokens_total"))
-        }
-        // TGI has no token counter; the histogram's running sum of generated tokens is one.
-        (Strategy::Tokens, Runtime::Tgi) => {
-            format!("sum({})", rate("tgi_request_generated_tokens_sum"))
-        }
-        (Strategy::Concurrency, Runtime::Vllm) => {
-            format!("sum({})", metric("vllm:num_requests_running"))
-        }
-        (Strategy::Concurrency, Runtime::Sglang) => {
-            format!("sum({})", metric("sglang:num_running_reqs"))
-        }
-        (Strategy::Concurrency, Runtime::Tgi) => {
-            format!("sum({})", metric("tgi_batch_current_size"))
-        }
-        (Strategy::Queue, Runtime::Vllm) => format!("sum({})", metric("vllm:num_requests_waiting")),
-        (Strategy::Queue, Runtime::Sglang) => format!("sum({})", metric("sglang:num_queue_reqs")),
-        (Strategy::Queue, Runtime::Tgi) => format!("sum({})", metric("tgi_queue_size")),
-        (Strategy::KvCache, Runtime::Vllm) => {
-            format!("avg({})", metric("vllm:kv_cache_usage_perc"))
-        }
-        (Strategy::KvCache, Runtime::Sglang) => format!("avg({})", metric("sglang:token_usage")),
-        (Strategy::Ttft, Runtime::Vllm) => p95("vllm:time_to_first_token_seconds_bucket"),
-        (Strategy::Ttft, Runtime::Sglang) => p95("sglang:time_to_first_token_seconds_bucket"),
-        (Strategy::Itl, Runtime::Vllm) => p95("vllm:inter_token_latency_seconds_bucket"),
-        // dcgm-exporter's own labels are `pod`/`namespace` when scraped with honorLabels, and
-        // `exported_pod`/`exported_namespace` otherwise; the union covers both set-ups.
+        (Strategy::KvCache, Some(name)) => format!("avg({})", metric(name)),
+        (Strategy::Ttft | Strategy::Itl, Some(name)) => p95(name),
+        // Mean utilisation over every GPU the predictor's pods hold.
         (Strategy::Gpu, _) => format!(
-            "avg(DCGM_FI_DEV_GPU_UTIL{{{}}} or DCGM_FI_DEV_GPU_UTIL{{{}}})",
-            pods,
-            scope.matchers("exported_namespace", "exported_pod")
+            "avg({})",
+            scope.on_pods(&scope.dcgm(|sel| format!("DCGM_FI_DEV_GPU_UTIL{sel}")))
         ),
-        // Kepler >= 0.10 labels pod energy with pod_name/pod_namespace; the rate of joules is
-        // watts, and CPU plus GPU is what the replica draws.
-        (Strategy::Power, _) => format!(
-            "sum(rate({{__name__=~\"kepler_pod_(cpu|gpu)_joules_total\",{}}}[{window}]))",
-            scope.matchers("pod_namespace", "pod_name")
-        ),
+        (Strategy::Power, _) => scope.power(window),
         // Every pair `supports` accepts has an arm above.
         _ => return Err(unsupported()),
     };
     Ok(q)
+}
+
+/// The series a strategy reads from the model server's own `/metrics`; `None` for the
+/// strategies that read node-level exporters, `custom`, and pairs a runtime lacks.
+pub fn server_metric(strategy: Strategy, runtime: Runtime) -> Option<&'static str> {
+    Some(match (strategy, runtime) {
+        (Strategy::Tokens, Runtime::Vllm) => "vllm:generation_tokens_total",
+        (Strategy::Tokens, Runtime::Sglang) => "sglang:generation_tokens_total",
+        // TGI has no token counter; the histogram's running sum of generated tokens is one.
+        (Strategy::Tokens, Runtime::Tgi) => "tgi_request_generated_tokens_sum",
+        (Strategy::Concurrency, Runtime::Vllm) => "vllm:num_requests_running",
+        (Strategy::Concurrency, Runtime::Sglang) => "sglang:num_running_reqs",
+        (Strategy::Concurrency, Runtime::Tgi) => "tgi_batch_current_size",
+        (Strategy::Queue, Runtime::Vllm) => "vllm:num_requests_waiting",
+        (Strategy::Queue, Runtime::Sglang) => "sglang:num_queue_reqs",
+        (Strategy::Queue, Runtime::Tgi) => "tgi_queue_size",
+        (Strategy::KvCache, Runtime::Vllm) => "vllm:kv_cache_usage_perc",
+        (Strategy::KvCache, Runtime::Sglang) => "sglang:token_usage",
+        (Strategy::Ttft, Runtime::Vllm) => "vllm:time_to_first_token_seconds_bucket",
+        (Strategy::Ttft, Runtime::Sglang) => "sglang:time_to_first_token_seconds_bucket",
+        (Strategy::Itl, Runtime::Vllm) => "vllm:inter_token_latency_seconds_bucket",
+        _ => return None,
+    })
 }
 
 /// Whether `runtime` exports what `strategy` needs.
@@ -319,12 +438,58 @@ mod tests {
 
     const SCOPE: Scope<'static> = Scope {
         namespace: "llm",
+        isvc: "qwen",
         deployment: "qwen-predictor",
     };
-    const PODS: &str = r#"namespace="llm",pod=~"qwen-predictor-[a-z0-9]+-[a-z0-9]+""#;
+    const PODS: &str = r#"namespace="llm",serving_kserve_io_inferenceservice="qwen",component="predictor",app="isvc.qwen-predictor""#;
 
     fn q(s: Strategy, r: Runtime) -> String {
         query(s, r, SCOPE, "2m").unwrap()
+    }
+
+    #[test]
+    fn quote_escapes_what_would_end_the_string() {
+        assert_eq!(quote("qwen"), r#""qwen""#);
+        assert_eq!(
+            quote(r#"x"}) or vector(100) #"#),
+            r#""x\"}) or vector(100) #""#
+        );
+        assert_eq!(quote(r"a\b"), r#""a\\b""#);
+        assert_eq!(quote("a\nb\u{1}"), r#""a\nb\u0001""#);
+        // Regex metacharacters stay as they are: values are only compared with `=`.
+        assert_eq!(quote("a|b+.c"), r#""a|b+.c""#);
+    }
+
+    #[test]
+    fn kubernetes_labels_become_prometheus_labels_as_prometheus_operator_writes_them() {
+        assert_eq!(
+            prometheus_label("serving.kserve.io/inferenceservice"),
+            "serving_kserve_io_inferenceservice"
+        );
+        assert_eq!(
+            prometheus_label("app.kubernetes.io/name"),
+            "app_kubernetes_io_name"
+        );
+        assert_eq!(prometheus_label("component"), "component");
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_their_strings() {
+        let scope = Scope {
+            namespace: "ns\"x",
+            isvc: r#"x"}) or vector(100) #"#,
+            deployment: "a|b",
+        };
+        let text = query(Strategy::Queue, Runtime::Vllm, scope, "1m").unwrap();
+        assert!(text.contains(r#"namespace="ns\"x""#), "{text}");
+        assert!(
+            text.contains(r#"serving_kserve_io_inferenceservice="x\"}) or vector(100) #""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"app="isvc.a|b""#), "{text}");
+        assert!(!text.contains("=~\"isvc"), "{text}");
+        let text = query(Strategy::Power, Runtime::Vllm, scope, "1m").unwrap();
+        assert!(text.contains(r#"owner_name="a|b""#), "{text}");
     }
 
     #[test]
@@ -368,65 +533,48 @@ mod tests {
     }
 
     #[test]
-    fn every_query_is_a_single_aggregate_over_this_predictor() {
+    fn no_query_matches_pods_by_name() {
         for r in [Runtime::Vllm, Runtime::Sglang, Runtime::Tgi] {
             for s in Strategy::ALL {
                 let Ok(text) = query(s, r, SCOPE, "1m") else {
                     continue;
                 };
-                assert!(
-                    ["sum(", "avg(", "(histogram_quantile("]
-                        .iter()
-                        .any(|p| text.starts_with(p)),
-                    "{s}/{r} must aggregate: {text}"
-                );
-                assert!(
-                    text.contains("qwen-predictor-[a-z0-9]+-[a-z0-9]+"),
-                    "{text}"
-                );
+                assert!(!text.contains("pod=~"), "{s}/{r}: {text}");
+                assert!(!text.contains("[a-z0-9]"), "{s}/{r}: {text}");
                 assert!(text.contains("\"llm\""), "{text}");
             }
         }
     }
 
     #[test]
-    fn metric_types_follow_the_sum_rule() {
-        for s in Strategy::ALL {
-            let Ok(text) = query(s, Runtime::Vllm, SCOPE, "1m") else {
-                continue;
-            };
-            match s.metric_type() {
-                MetricType::AverageValue => assert!(text.starts_with("sum("), "{s}: {text}"),
-                MetricType::Value => assert!(!text.starts_with("sum("), "{s}: {text}"),
-            }
+    fn node_exporters_are_joined_through_the_deployments_replica_sets() {
+        for s in [Strategy::Gpu, Strategy::Power] {
+            let text = q(s, Runtime::Vllm);
+            assert!(
+                text.contains(r#"kube_replicaset_owner{namespace="llm",owner_kind="Deployment",owner_name="qwen-predictor"}"#),
+                "{text}"
+            );
+            assert!(text.contains("kube_pod_owner{"), "{text}");
         }
-    }
-
-    #[test]
-    fn gpu_query_covers_both_dcgm_label_layouts() {
-        let text = q(Strategy::Gpu, Runtime::Vllm);
-        assert!(text.contains(&format!("DCGM_FI_DEV_GPU_UTIL{{{PODS}}}")));
-        assert!(text.contains(r#"exported_namespace="llm",exported_pod=~"#));
-    }
-
-    #[test]
-    fn power_query_uses_kepler_pod_labels() {
-        let text = q(Strategy::Power, Runtime::Tgi);
+        let gpu = q(Strategy::Gpu, Runtime::Vllm);
         assert!(
-            text.contains(r#"pod_namespace="llm",pod_name=~"qwen-predictor-"#),
-            "{text}"
+            gpu.contains(r#"DCGM_FI_DEV_GPU_UTIL{exported_namespace="llm"}"#),
+            "{gpu}"
         );
-        assert!(text.starts_with("sum(rate("));
+        assert!(
+            gpu.contains(r#"DCGM_FI_DEV_GPU_UTIL{namespace="llm"}"#),
+            "{gpu}"
+        );
     }
 
     #[test]
-    fn dots_in_names_are_escaped_in_the_regex() {
-        let scope = Scope {
-            namespace: "a",
-            deployment: "m.v1-predictor",
-        };
-        let text = query(Strategy::Queue, Runtime::Vllm, scope, "1m").unwrap();
-        assert!(text.contains(r#"pod=~"m\\.v1-predictor-"#), "{text}");
+    fn power_reads_non_overlapping_zones_and_one_gpu_source_first() {
+        let text = q(Strategy::Power, Runtime::Tgi);
+        assert!(text.contains(r#"zone=~"package|dram""#), "{text}");
+        let dcgm = text.find("DCGM_FI_DEV_POWER_USAGE").unwrap();
+        let kepler_gpu = text.find("kepler_pod_gpu_joules_total").unwrap();
+        assert!(dcgm < kepler_gpu, "DCGM is the first GPU source: {text}");
+        assert!(text.contains("kepler_container_joules_total"), "{text}");
     }
 
     #[test]

@@ -62,7 +62,12 @@ fn example_renders_isvc_scaled_object_and_service_monitor() {
     let kinds: Vec<&str> = d.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["InferenceService", "ScaledObject", "ServiceMonitor"]
+        [
+            "InferenceService",
+            "ScaledObject",
+            "ServiceMonitor",
+            "PrometheusRule"
+        ]
     );
     for doc in &d {
         assert!(doc["apiVersion"].is_string());
@@ -166,7 +171,7 @@ fn warnings_go_to_stderr_and_output_still_renders() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("warning: default/m: "), "{err}");
     assert!(err.contains("from zero"), "{err}");
-    assert_eq!(docs(&out).len(), 3);
+    assert_eq!(docs(&out).len(), 4);
 }
 
 #[test]

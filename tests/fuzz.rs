@@ -449,7 +449,6 @@ proptest! {
                 prop_assert!(!so.spec.triggers.is_empty());
                 let target = &so.spec.scale_target_ref.name;
                 prop_assert_eq!(Some(target), p.scale_target.as_ref());
-                let pods = format!("{}-[a-z0-9]+-[a-z0-9]+", target.replace('.', "\\\\."));
                 for t in &so.spec.triggers {
                     let q = &t.metadata["query"];
                     if t.name == "custom" {
@@ -458,7 +457,8 @@ proptest! {
                         continue;
                     }
                     prop_assert!(q.contains(&format!("amespace=\"{}\"", isvc.namespace)), "{q}");
-                    prop_assert!(q.contains(&format!("od=~\"{pods}\"")) || q.contains(&format!("od_name=~\"{pods}\"")), "{q}");
+                    // Exact selection: the Deployment's own pod label, or its ReplicaSets.
+                    prop_assert!(q.contains(&format!("app=\"isvc.{target}\"")) || q.contains(&format!("owner_name=\"{target}\"")), "{q}");
                     prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| n > 0.0));
                 }
             }

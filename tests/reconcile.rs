@@ -15,8 +15,8 @@ use kserve_keda_webhook::settings::Settings;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use support::{
-    DEPLOYMENT, EVENT, Effect, FakeApi, Fault, ISVC, LEASE, POD_MONITOR, SCALED_OBJECT,
-    SERVICE_MONITOR, Verb,
+    DEPLOYMENT, EVENT, Effect, FakeApi, Fault, ISVC, LEASE, POD_MONITOR, PROMETHEUS_RULE,
+    SCALED_OBJECT, SERVICE_MONITOR, Verb,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -266,6 +266,11 @@ async fn spec_changes_update_switch_and_finally_remove_generated_objects() {
     .await;
     let owner = api.get(ISVC, NS, "m").unwrap();
     assert_generated(&api.get(POD_MONITOR, NS, "m-predictor").unwrap(), &owner);
+    // The PrometheusRule lives beside the monitor, owned the same way.
+    assert_generated(
+        &api.get(PROMETHEUS_RULE, NS, "m-predictor").unwrap(),
+        &owner,
+    );
 
     api.edit(ISVC, NS, "m", |o| {
         let a = o["metadata"]["annotations"].as_object_mut().unwrap();
@@ -276,6 +281,7 @@ async fn spec_changes_update_switch_and_finally_remove_generated_objects() {
         names(&api, SCALED_OBJECT).is_empty()
             && names(&api, POD_MONITOR).is_empty()
             && names(&api, SERVICE_MONITOR).is_empty()
+            && names(&api, PROMETHEUS_RULE).is_empty()
             && annotation(&api, "m", "scaling.io/observed-generation").is_none()
     })
     .await;

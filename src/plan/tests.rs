@@ -82,7 +82,13 @@ fn tokens_creates_raw_external_scaled_object_and_monitor() {
     }
     assert_eq!(spec.triggers[0].metadata["threshold"], "1000");
     assert_eq!(spec.triggers[1].metadata["threshold"], "4");
-    assert!(matches!(p.monitor, Some(Monitor::Service(_))));
+    let Some(Monitor::Service(sm)) = &p.monitor else {
+        panic!("a ServiceMonitor: {:?}", p.monitor);
+    };
+    assert_eq!(
+        sm.spec.pod_target_labels,
+        ["serving.kserve.io/inferenceservice", "component", "app"]
+    );
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
@@ -105,7 +111,8 @@ fn each_strategy_has_its_metric_type_and_default_target() {
         assert_eq!(t.metric_type, metric_type, "{name}");
         assert_eq!(t.metadata["threshold"], threshold, "{name}");
         assert!(
-            t.metadata["query"].contains("qwen-predictor-[a-z0-9]+-[a-z0-9]+"),
+            t.metadata["query"].contains(r#"app="isvc.qwen-predictor""#)
+                || t.metadata["query"].contains(r#"owner_name="qwen-predictor""#),
             "{name}"
         );
     }
@@ -147,7 +154,7 @@ fn named_predictor_and_live_deployment_decide_the_target() {
     )
     .unwrap();
     assert_eq!(so(&p).scale_target_ref.name, "qwen-predictor-default");
-    assert!(so(&p).triggers[0].metadata["query"].contains("qwen-predictor-default-[a-z0-9]+"));
+    assert!(so(&p).triggers[0].metadata["query"].contains(r#"app="isvc.qwen-predictor-default""#));
 }
 
 #[test]
@@ -599,6 +606,15 @@ fn monitor_choices_port_path_and_platform_labels() {
     assert_eq!(sel[ISVC_LABEL], "qwen");
     assert_eq!(sel["component"], "predictor");
     assert_eq!(pm.spec.namespace_selector.match_names, vec!["llm"]);
+    // The queries select on these pod labels, so the monitor must copy every one of them.
+    assert_eq!(
+        pm.spec.pod_target_labels,
+        ["serving.kserve.io/inferenceservice", "component", "app"]
+    );
+    let q = &so(&p).triggers[0].metadata["query"];
+    for label in ["serving_kserve_io_inferenceservice=", "component=", "app="] {
+        assert!(q.contains(label), "{q}");
+    }
 
     let i = isvc(
         &[
@@ -696,4 +712,98 @@ fn sglang_runtime() {
         .collect();
     assert!(q[0].contains("sglang:generation_tokens_total"), "{q:?}");
     assert!(q[1].contains("sglang:num_running_reqs"), "{q:?}");
+}
+
+#[test]
+fn a_prometheus_rule_goes_beside_the_monitor_unless_switched_off() {
+    let p = create(&isvc(&[("scaling.io/strategy", "queue")], json!({}))).unwrap();
+    let rule = p.rule.as_ref().expect("a PrometheusRule");
+    let monitor = p.monitor.as_ref().unwrap();
+    assert_eq!(rule.metadata.name.as_deref(), Some(monitor.name()));
+    assert_eq!(rule.metadata.labels, monitor.metadata().labels);
+    assert_eq!(rule.metadata.namespace.as_deref(), Some("llm"));
+    let alerts: Vec<&str> = rule.spec.groups[0]
+        .rules
+        .iter()
+        .map(|r| r.alert.as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "KServeScalingSignalAbsent",
+            "KServeScalingStuck",
+            "KServeScalingAtMaxReplicas"
+        ]
+    );
+    for r in &rule.spec.groups[0].rules {
+        assert_eq!(r.labels["inferenceservice"], "qwen");
+        assert!(r.annotations["summary"].contains("llm/qwen"));
+    }
+
+    for off in [
+        vec![
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/alerts", "false"),
+        ],
+        vec![
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/monitor", "none"),
+        ],
+    ] {
+        let p = create(&isvc(&off, json!({}))).unwrap();
+        assert!(p.rule.is_none(), "{off:?}");
+    }
+    let err = create(&isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/alerts", "no"),
+        ],
+        json!({}),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("true or false"), "{err}");
+
+    let platform_off = Settings {
+        alerts: false,
+        ..Settings::default()
+    };
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    assert!(plan(input, &platform_off).unwrap().rule.is_none());
+    let i = isvc(
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/alerts", "true"),
+        ],
+        json!({}),
+    );
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    assert!(plan(input, &platform_off).unwrap().rule.is_some());
+}
+
+#[test]
+fn the_policy_default_switches_the_prometheus_rule_off() {
+    let policy = crate::policy::parse("defaults:\n  alerts: false\n").unwrap();
+    let scaling = crate::scaling::Scaling::new(
+        Settings::default(),
+        policy,
+        std::sync::Arc::new(|_| BTreeMap::new()),
+    );
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    let p = scaling.decide(input, None).unwrap();
+    assert!(p.monitor.is_some());
+    assert!(p.rule.is_none());
 }

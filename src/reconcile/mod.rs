@@ -32,7 +32,7 @@
 //!   (`serving.kserve.io/inferenceservice=<isvc>`, `component=predictor`, `-worker` excluded)
 //!   and plans with it, or with the naming convention until KServe has created it (the
 //!   Deployment watch re-triggers the InferenceService when it appears). Applies the
-//!   ScaledObject and the monitor by server-side apply (field manager `kserve-keda-webhook`,
+//!   ScaledObject, the monitor and its PrometheusRule by server-side apply (field manager `kserve-keda-webhook`,
 //!   forced), owned by the InferenceService (controller, blockOwnerDeletion), labelled as the
 //!   plan says and annotated with `<prefix>/inputs-hash`. Records the applied
 //!   `metadata.generation` in `<prefix>/observed-generation` on the InferenceService.
@@ -52,7 +52,7 @@
 //!   changes. The objects generated before the error are kept, so a typo does not switch off
 //!   autoscaling. API errors are retried per object with exponential backoff
 //!   (`retry_base` doubling up to `retry_max`); a reconcile is cut off after
-//!   `reconcile_timeout`. A missing ServiceMonitor/PodMonitor API (no prometheus-operator) is
+//!   `reconcile_timeout`. A missing ServiceMonitor/PodMonitor/PrometheusRule API (no prometheus-operator) is
 //!   reported once per InferenceService (`MonitorApiMissing`) and the ScaledObject is applied
 //!   anyway; monitor APIs are probed when leadership is won, and only served ones are watched.
 //! - Events: `ScalingConfigured` (Normal) when something was written; `ScalingWarning` for
@@ -67,7 +67,7 @@
 //! | serving.kserve.io     | inferenceservices/finalizers   | update                             |
 //! | apps                  | deployments                    | list, watch                        |
 //! | keda.sh               | scaledobjects                  | get, list, watch, create, patch, delete |
-//! | monitoring.coreos.com | servicemonitors, podmonitors   | get, list, watch, create, patch, delete |
+//! | monitoring.coreos.com | servicemonitors, podmonitors, prometheusrules | get, list, watch, create, patch, delete |
 //! | events.k8s.io         | events                         | create, patch                      |
 //! | coordination.k8s.io   | leases (namespaced, Role)      | get, create, update                |
 //!
@@ -101,7 +101,7 @@ pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, generated_fo
 
 use crate::metrics::Metrics;
 use crate::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
-use crate::resources::{PodMonitor, ScaledObject, ServiceMonitor};
+use crate::resources::{PodMonitor, PrometheusRule, ScaledObject, ServiceMonitor};
 use crate::scaling::Scaling;
 
 /// How the controller runs. [`ControllerOptions::new`] gives the production defaults.
@@ -246,16 +246,23 @@ pub enum Kind {
     ScaledObject,
     ServiceMonitor,
     PodMonitor,
+    PrometheusRule,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::ScaledObject, Kind::ServiceMonitor, Kind::PodMonitor];
+    pub const ALL: [Kind; 4] = [
+        Kind::ScaledObject,
+        Kind::ServiceMonitor,
+        Kind::PodMonitor,
+        Kind::PrometheusRule,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ScaledObject => "ScaledObject",
             Kind::ServiceMonitor => "ServiceMonitor",
             Kind::PodMonitor => "PodMonitor",
+            Kind::PrometheusRule => "PrometheusRule",
         }
     }
 
@@ -264,6 +271,7 @@ impl Kind {
             Kind::ScaledObject => ApiResource::erase::<ScaledObject>(&()),
             Kind::ServiceMonitor => ApiResource::erase::<ServiceMonitor>(&()),
             Kind::PodMonitor => ApiResource::erase::<PodMonitor>(&()),
+            Kind::PrometheusRule => ApiResource::erase::<PrometheusRule>(&()),
         }
     }
 }

@@ -432,6 +432,10 @@ fn desired_objects(
         }
         None => {}
     }
+    if let Some(r) = &planned.rule {
+        let body = serde_json::to_value(r).map_err(Error::Serialize)?;
+        out.push(finish(Kind::PrometheusRule, body, owner, prefix));
+    }
     Ok(out)
 }
 

@@ -12,6 +12,7 @@ CONTROLLER_CLUSTER_RULES = {
     ("keda.sh", "scaledobjects", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "servicemonitors", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "podmonitors", ()): {"get", "list", "watch", "create", "patch", "delete"},
+    ("monitoring.coreos.com", "prometheusrules", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("events.k8s.io", "events", ()): {"create", "patch"},
     ("", "namespaces", ()): {"get", "list", "watch"},
 }

@@ -84,6 +84,12 @@ pub const POD_MONITOR: Res = Res {
     plural: "podmonitors",
     kind: "PodMonitor",
 };
+pub const PROMETHEUS_RULE: Res = Res {
+    group: "monitoring.coreos.com",
+    version: "v1",
+    plural: "prometheusrules",
+    kind: "PrometheusRule",
+};
 pub const LEASE: Res = Res {
     group: "coordination.k8s.io",
     version: "v1",
@@ -109,12 +115,13 @@ pub const MUTATING_WEBHOOK: Res = Res {
     plural: "mutatingwebhookconfigurations",
     kind: "MutatingWebhookConfiguration",
 };
-pub const ALL: [Res; 9] = [
+pub const ALL: [Res; 10] = [
     ISVC,
     DEPLOYMENT,
     SCALED_OBJECT,
     SERVICE_MONITOR,
     POD_MONITOR,
+    PROMETHEUS_RULE,
     LEASE,
     EVENT,
     SECRET,
