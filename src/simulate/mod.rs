@@ -1,0 +1,7 @@
+//! `simulate`: replays a load through the scaling loop the generated objects create (KEDA,
+//! the HPA controller, Prometheus scrapes and queries, a continuous-batching model server),
+//! so strategies and targets can be compared without GPUs.
+
+pub mod duration;
+pub mod hpa;
+pub mod rng;
