@@ -4,4 +4,6 @@
 
 pub mod duration;
 pub mod hpa;
+pub mod load;
+pub mod profile;
 pub mod rng;
