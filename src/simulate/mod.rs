@@ -6,4 +6,6 @@ pub mod duration;
 pub mod hpa;
 pub mod load;
 pub mod profile;
+pub mod prom;
 pub mod rng;
+pub mod server;

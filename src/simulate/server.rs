@@ -1,0 +1,290 @@
+//! One model-server replica with continuous batching, shaped after vLLM's scheduler: a
+//! waiting queue served first come first served, at most `maxNumSeqs` running requests, a
+//! per-step prefill budget of `maxNumBatchedTokens`, and a KV cache of `kvCacheTokens`.
+//!
+//! Each engine step decodes one token for every running request and prefills the requests
+//! admitted in it; its length grows with the batch and the prefilled tokens. A request is
+//! admitted only when its prompt and full output fit in the cache next to what running
+//! requests may still grow to (vLLM admits optimistically and preempts on overflow; this
+//! model never preempts, so it is slightly kinder at the cache limit).
+//!
+//! It keeps the counters and histograms vLLM exports, with vLLM's bucket boundaries.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use super::load::Request;
+use super::profile::Profile;
+
+/// `vllm:time_to_first_token_seconds` buckets.
+pub const TTFT_BUCKETS: [f64; 22] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+];
+/// `vllm:inter_token_latency_seconds` buckets.
+pub const ITL_BUCKETS: [f64; 19] = [
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+];
+
+/// A Prometheus histogram: cumulative counts per `le` bound, the last one `+Inf`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    pub cumulative: Vec<f64>,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            cumulative: vec![0.0; bounds.len() + 1],
+        }
+    }
+
+    pub fn observe(&mut self, v: f64, n: u64) {
+        let first = self.bounds.partition_point(|b| *b < v);
+        for c in &mut self.cumulative[first..] {
+            *c += n as f64;
+        }
+    }
+}
+
+/// What a step did for one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Event {
+    /// The first token went out `ttft` seconds after the request arrived.
+    FirstToken { ttft: f64 },
+    /// The last token went out; `itl` is the mean time between output tokens (None for a
+    /// single-token answer).
+    Finished { ttft: f64, itl: Option<f64> },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    arrival: f64,
+    output: u32,
+    prompt: u32,
+    start_step: u64,
+    first_token_clock: f64,
+    ttft: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    max_seqs: u32,
+    budget: u32,
+    kv_capacity: u64,
+    step_ms: f64,
+    per_seq_ms: f64,
+    prefill_ms: f64,
+    waiting: VecDeque<Request>,
+    slots: Vec<Option<Running>>,
+    free: Vec<usize>,
+    finish: BinaryHeap<Reverse<(u64, usize)>>,
+    admitted: Vec<usize>,
+    running: u32,
+    decoders: u32,
+    steps: u64,
+    sum_prompt: u64,
+    sum_start: u64,
+    reserved: u64,
+    /// Prompt tokens of the requests being prefilled in the current step.
+    prefilling: u64,
+    /// Sum of all step lengths so far: a request's mean inter-token latency is the
+    /// difference of this clock between its first and last token over its tokens.
+    clock: f64,
+    step_len: f64,
+    /// End of the step in progress; None when idle.
+    pub busy_until: Option<f64>,
+    pub generation_tokens: u64,
+    pub prompt_tokens: u64,
+    pub busy_seconds: f64,
+    pub ttft: Histogram,
+    pub itl: Histogram,
+}
+
+impl Server {
+    pub fn new(p: &Profile) -> Server {
+        Server {
+            max_seqs: p.max_num_seqs,
+            budget: p.max_num_batched_tokens,
+            kv_capacity: p.kv_cache_tokens,
+            step_ms: p.decode_step_ms,
+            per_seq_ms: p.decode_step_per_seq_ms,
+            prefill_ms: p.prefill_ms_per_token,
+            waiting: VecDeque::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            finish: BinaryHeap::new(),
+            admitted: Vec::new(),
+            running: 0,
+            decoders: 0,
+            steps: 0,
+            sum_prompt: 0,
+            sum_start: 0,
+            reserved: 0,
+            prefilling: 0,
+            clock: 0.0,
+            step_len: 0.0,
+            busy_until: None,
+            generation_tokens: 0,
+            prompt_tokens: 0,
+            busy_seconds: 0.0,
+            ttft: Histogram::new(&TTFT_BUCKETS),
+            itl: Histogram::new(&ITL_BUCKETS),
+        }
+    }
+
+    /// Whether a request this large can ever be admitted (vLLM rejects a prompt longer than
+    /// the model's context; here, one that cannot fit in the cache).
+    pub fn fits(&self, r: &Request) -> bool {
+        u64::from(r.prompt) + u64::from(r.output) <= self.kv_capacity
+    }
+
+    pub fn enqueue(&mut self, now: f64, r: Request) {
+        self.waiting.push_back(r);
+        if self.busy_until.is_none() {
+            self.start_step(now);
+        }
+    }
+
+    /// `vllm:num_requests_running`.
+    pub fn running(&self) -> u32 {
+        self.running
+    }
+
+    /// `vllm:num_requests_waiting`.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// `vllm:kv_cache_usage_perc` (0..1): tokens held by running requests over capacity.
+    pub fn kv_usage(&self) -> f64 {
+        let n = u64::from(self.running - self.admitted.len() as u32);
+        let used =
+            self.prefilling + self.sum_prompt + n * self.steps - self.sum_start.min(n * self.steps);
+        (used as f64 / self.kv_capacity as f64).min(1.0)
+    }
+
+    pub fn idle(&self) -> bool {
+        self.running == 0 && self.waiting.is_empty()
+    }
+
+    fn start_step(&mut self, now: f64) {
+        self.decoders = self.running;
+        let budget = self.budget.saturating_sub(self.decoders);
+        let mut prefill: u64 = 0;
+        while let Some(r) = self.waiting.front() {
+            let need = u64::from(r.prompt) + u64::from(r.output);
+            let within_budget =
+                prefill + u64::from(r.prompt) <= u64::from(budget) || self.admitted.is_empty();
+            if self.running >= self.max_seqs
+                || self.reserved + need > self.kv_capacity
+                || !within_budget
+            {
+                break;
+            }
+            let Some(r) = self.waiting.pop_front() else {
+                break;
+            };
+            prefill += u64::from(r.prompt);
+            self.reserved += need;
+            let run = Running {
+                arrival: r.arrival,
+                output: r.output,
+                prompt: r.prompt,
+                start_step: self.steps,
+                first_token_clock: 0.0,
+                ttft: 0.0,
+            };
+            let slot = match self.free.pop() {
+                Some(i) => {
+                    self.slots[i] = Some(run);
+                    i
+                }
+                None => {
+                    self.slots.push(Some(run));
+                    self.slots.len() - 1
+                }
+            };
+            self.admitted.push(slot);
+            self.running += 1;
+        }
+        if self.running == 0 {
+            self.busy_until = None;
+            return;
+        }
+        let batch = f64::from(self.running);
+        self.step_len =
+            (self.step_ms + self.per_seq_ms * (batch - 1.0) + self.prefill_ms * prefill as f64)
+                / 1000.0;
+        self.prompt_tokens += prefill;
+        self.prefilling = prefill;
+        self.busy_until = Some(now + self.step_len);
+    }
+
+    /// Ends the step in progress at `now` (its `busy_until`), reports answered requests
+    /// through `done`, and starts the next step if there is work.
+    pub fn finish_step(&mut self, now: f64, report: &mut impl FnMut(Event)) {
+        let len = self.step_len;
+        let this_step = self.steps;
+        self.clock += len;
+        self.busy_seconds += len;
+        if self.decoders > 0 {
+            self.generation_tokens += u64::from(self.decoders);
+            self.itl.observe(len, u64::from(self.decoders));
+        }
+        for slot in std::mem::take(&mut self.admitted) {
+            if let Some(r) = self.slots[slot].as_mut() {
+                r.first_token_clock = self.clock;
+                r.ttft = now - r.arrival;
+                self.generation_tokens += 1;
+                self.ttft.observe(r.ttft, 1);
+                report(Event::FirstToken { ttft: r.ttft });
+                self.sum_prompt += u64::from(r.prompt);
+                self.sum_start += r.start_step;
+                let last = this_step + u64::from(r.output.max(1)) - 1;
+                self.finish.push(Reverse((last, slot)));
+            }
+        }
+        self.prefilling = 0;
+        self.steps += 1;
+        while let Some(Reverse((last, slot))) = self.finish.peek().copied() {
+            if last > this_step {
+                break;
+            }
+            self.finish.pop();
+            if let Some(r) = self.slots[slot].take() {
+                self.free.push(slot);
+                self.running -= 1;
+                self.reserved -= u64::from(r.prompt) + u64::from(r.output);
+                self.sum_prompt -= u64::from(r.prompt);
+                self.sum_start -= r.start_step;
+                let itl = (r.output > 1)
+                    .then(|| (self.clock - r.first_token_clock) / f64::from(r.output - 1));
+                report(Event::Finished { ttft: r.ttft, itl });
+            }
+        }
+        self.start_step(now);
+    }
+
+    /// Drops everything still queued or running (a pod killed at the end of its grace
+    /// period); returns how many requests were lost. Counters stay, as a dying exporter's do.
+    pub fn abort(&mut self) -> usize {
+        let lost = self.waiting.len() + self.running as usize;
+        self.waiting.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.finish.clear();
+        self.admitted.clear();
+        self.running = 0;
+        self.decoders = 0;
+        self.sum_prompt = 0;
+        self.sum_start = 0;
+        self.reserved = 0;
+        self.prefilling = 0;
+        self.busy_until = None;
+        lost
+    }
+}
