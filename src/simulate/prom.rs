@@ -108,7 +108,8 @@ impl Tsdb {
                     .collect();
                 extrapolated_rate(&points, now - window, now)
             })
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 
     /// `histogram_quantile(q, sum by (le) (rate(bucket[window])))`, with the query's
@@ -141,12 +142,13 @@ impl Tsdb {
         ttft: Buckets<'_>,
         itl: Buckets<'_>,
     ) -> f64 {
-        let sum = |v: Vec<f64>| v.iter().sum::<f64>();
+        // `+ 0.0` turns the empty sum's -0.0 into 0.
+        let sum = |v: Vec<f64>| v.iter().sum::<f64>() + 0.0;
         let avg = |v: Vec<f64>| {
             if v.is_empty() {
                 0.0
             } else {
-                v.iter().sum::<f64>() / v.len() as f64
+                v.iter().sum::<f64>() / v.len() as f64 + 0.0
             }
         };
         match strategy {
