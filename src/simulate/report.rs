@@ -250,7 +250,12 @@ pub fn svg(title: &str, cfg: &Config, out: &Outcome) -> String {
     for (i, (label, max)) in panels.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL + GAP);
         let bottom = top + PANEL;
-        let y_max = nice(*max);
+        // Replica counts get whole-number ticks.
+        let y_max = if i == 1 {
+            ((*max + 1.0) / 4.0).ceil() * 4.0
+        } else {
+            nice(*max)
+        };
         let y = |v: f64| bottom - PANEL * (v / y_max).min(1.05);
         let _ = writeln!(
             s,

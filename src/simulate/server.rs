@@ -288,3 +288,137 @@ impl Server {
         lost
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(max_seqs: u32, kv: u64) -> Profile {
+        Profile {
+            name: "t".into(),
+            source: "unit test".into(),
+            max_num_seqs: max_seqs,
+            max_num_batched_tokens: 8192,
+            kv_cache_tokens: kv,
+            decode_step_ms: 10.0,
+            decode_step_per_seq_ms: 1.0,
+            prefill_ms_per_token: 0.1,
+            startup_seconds: 0.0,
+            prompt_tokens: 100,
+            output_tokens: 5,
+            idle_watts: 0.0,
+            busy_watts: 0.0,
+            custom_signal: None,
+        }
+    }
+
+    fn req(arrival: f64) -> Request {
+        Request {
+            arrival,
+            prompt: 100,
+            output: 5,
+        }
+    }
+
+    fn drain(s: &mut Server) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(end) = s.busy_until {
+            s.finish_step(end, &mut |e| events.push(e));
+        }
+        events
+    }
+
+    #[test]
+    fn a_lone_request_pays_prefill_once_then_one_step_per_token() {
+        let mut s = Server::new(&profile(8, 10_000));
+        s.enqueue(0.0, req(0.0));
+        let events = drain(&mut s);
+        // Prefill step: 10 ms + 100 tokens * 0.1 ms = 20 ms; then 4 decode steps of 10 ms.
+        let Event::FirstToken { ttft } = events[0] else {
+            panic!("{events:?}")
+        };
+        assert!((ttft - 0.020).abs() < 1e-12, "{ttft}");
+        let Event::Finished { itl: Some(itl), .. } = events[1] else {
+            panic!("{events:?}")
+        };
+        assert!((itl - 0.010).abs() < 1e-12, "{itl}");
+        assert_eq!((s.generation_tokens, s.prompt_tokens), (5, 100));
+        assert!((s.busy_seconds - 0.060).abs() < 1e-12);
+        assert!(s.idle());
+        // One TTFT observation in the (0.01, 0.02] bucket, four ITL ones at <= 0.01.
+        assert_eq!(s.ttft.cumulative[2], 0.0);
+        assert_eq!(s.ttft.cumulative[3], 1.0);
+        assert_eq!(s.itl.cumulative[0], 4.0);
+    }
+
+    #[test]
+    fn batch_size_and_kv_cache_cap_admission() {
+        // An idle engine starts a step with the first request; the others wait for the next.
+        let mut s = Server::new(&profile(2, 10_000));
+        for _ in 0..4 {
+            s.enqueue(0.0, req(0.0));
+        }
+        assert_eq!((s.running(), s.waiting()), (1, 3));
+        s.finish_step(0.02, &mut |_| {});
+        assert_eq!((s.running(), s.waiting()), (2, 2));
+        // 250 tokens hold two requests of 100 + 5 but not three.
+        let mut s = Server::new(&profile(8, 250));
+        for _ in 0..4 {
+            s.enqueue(0.0, req(0.0));
+        }
+        s.finish_step(0.02, &mut |_| {});
+        assert_eq!((s.running(), s.waiting()), (2, 2));
+        // The first request holds its prompt and one token, the second its prompt.
+        assert!(
+            (s.kv_usage() - 201.0 / 250.0).abs() < 1e-12,
+            "{}",
+            s.kv_usage()
+        );
+        let events = drain(&mut s);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Finished { .. }))
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn a_bigger_batch_makes_every_step_slower() {
+        let mut s = Server::new(&profile(8, 10_000));
+        s.enqueue(0.0, req(0.0));
+        s.enqueue(0.0, req(0.0));
+        s.enqueue(0.0, req(0.0));
+        let events = drain(&mut s);
+        // Step 1 prefills the first request (20 ms). Step 2 decodes it and prefills the
+        // other two together: 10 + 2 * 1 + 200 * 0.1 = 32 ms, so they see TTFT 52 ms.
+        let ttfts: Vec<f64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::FirstToken { ttft } => Some(*ttft),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ttfts.len(), 3);
+        assert!(
+            (ttfts[0] - 0.020).abs() < 1e-12 && (ttfts[1] - 0.052).abs() < 1e-12,
+            "{ttfts:?}"
+        );
+        // Their next tokens: three steps of 12 ms beside the first request (batch 3), then
+        // one of 11 ms once it has finished: (3 * 12 + 11) / 4 = 11.75 ms.
+        let Some(Event::Finished { itl: Some(itl), .. }) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert!((itl - 0.01175).abs() < 1e-12, "{itl}");
+    }
+
+    #[test]
+    fn abort_loses_what_was_queued_or_running() {
+        let mut s = Server::new(&profile(1, 10_000));
+        s.enqueue(0.0, req(0.0));
+        s.enqueue(0.0, req(0.0));
+        assert_eq!(s.abort(), 2);
+        assert!(s.idle() && s.busy_until.is_none());
+    }
+}
