@@ -182,15 +182,16 @@ pub fn run(cfg: &Config, requests: &[Request]) -> Outcome {
         scale_ups: 0,
         scale_downs: 0,
         peak_queue: 0,
-        max_reached: cfg.min_replicas,
+        max_reached: cfg.min_replicas.max(1),
         arrived_since_tick: 0,
         ttfts_since_tick: Vec::new(),
         step_scale_up: None,
         step_ready: None,
         ready_at_step: None,
     };
-    // The run starts in a steady state: min replicas serving.
-    for _ in 0..cfg.min_replicas {
+    // The run starts in a steady state: min replicas (at least one) serving; with min 0,
+    // KEDA's first poll decides whether that one stays.
+    for _ in 0..cfg.min_replicas.max(1) {
         sim.add_pod(0.0);
     }
     let mut timeline = Vec::new();
@@ -453,8 +454,13 @@ impl Sim<'_> {
                 self.scale_to(t, self.cfg.min_replicas.max(1));
             }
         } else if current > 0 && self.cfg.min_replicas == 0 {
-            let since = self.last_active.unwrap_or(0.0);
-            if since + self.cfg.cooldown_period < t {
+            // Never active yet: KEDA counts from creation plus initialCooldownPeriod (0 by
+            // default, and the ScaledObject sets none), not plus cooldownPeriod.
+            let idle_since = match self.last_active {
+                Some(at) => at + self.cfg.cooldown_period,
+                None => 0.0,
+            };
+            if idle_since < t {
                 self.scale_to(t, 0);
             }
         }
