@@ -292,10 +292,10 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
     let slo = format!("TTFT <= {}, ITL <= {}", args.slo_ttft, args.slo_itl);
     match args.output {
         Format::Text => Ok(format!(
-            "profile {} | load {} | {} s | seed {}\n{}",
+            "profile {} | load {} | {} | seed {}\n{}",
             c.profile.name,
             c.load_name,
-            c.duration,
+            report::span(c.duration),
             args.seed,
             report::sweep_table(&rows, args.slo_goal, &slo)
         )),

@@ -18,6 +18,23 @@ fn secs(x: f64) -> String {
     }
 }
 
+/// A run length as `2h`, `1h30m` or `95s`.
+pub fn span(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
 fn describe(triggers: &[Trigger]) -> String {
     triggers
         .iter()
@@ -49,8 +66,10 @@ pub fn text(name: &str, load: &str, cfg: &Config, out: &Outcome) -> String {
     );
     let _ = writeln!(
         t,
-        "profile {} | load {load} | {} s | seed {}",
-        cfg.profile.name, cfg.duration, cfg.seed
+        "profile {} | load {load} | {} | seed {}",
+        cfg.profile.name,
+        span(cfg.duration),
+        cfg.seed
     );
     let _ = writeln!(
         t,
