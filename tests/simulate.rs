@@ -115,7 +115,7 @@ fn timeline_has_one_entry_per_hpa_sync_with_the_planned_triggers() {
     let s = &v["summary"];
     let up = s["stepToScaleUp"].as_f64().unwrap();
     let ready = s["stepToReady"].as_f64().unwrap();
-    assert!(up >= 0.0 && up <= 120.0, "{s}");
+    assert!((0.0..=120.0).contains(&up), "{s}");
     assert!(ready >= up + 120.0, "{s}");
     assert!(s["maxReplicasReached"].as_u64().unwrap() > 1);
     assert!(s["requests"].as_u64().unwrap() > 10_000);
@@ -444,10 +444,7 @@ fn keda_scales_to_zero_a_cooldown_after_the_last_active_poll() {
         .fold(0.0, f64::max);
     // The token rate stays above zero while its 1m window still holds the last requests;
     // KEDA then waits cooldownPeriod (300 s) from the last active poll, checked every 30 s.
-    assert!(
-        last_active >= 300.0 && last_active <= 300.0 + 60.0 + 60.0,
-        "{last_active}"
-    );
+    assert!((300.0..=420.0).contains(&last_active), "{last_active}");
     assert!(
         zero_at > last_active + 300.0 - 15.0 && zero_at <= last_active + 300.0 + 45.0,
         "{zero_at} {last_active}"

@@ -155,7 +155,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
     let rate = |k: &str| -> Result<f64, String> {
         let v = get(k).ok_or_else(|| bad(format!("{kind} needs {k}")))?;
         match v.parse::<f64>() {
-            Ok(r) if r.is_finite() && r >= 0.0 && r <= 100_000.0 => Ok(r),
+            Ok(r) if (0.0..=100_000.0).contains(&r) => Ok(r),
             _ => Err(bad(format!(
                 "{k}={} is not a rate; use requests per second from 0 to 100000",
                 crate::spec::clip(v)
