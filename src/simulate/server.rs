@@ -3,10 +3,11 @@
 //! per-step prefill budget of `maxNumBatchedTokens`, and a KV cache of `kvCacheTokens`.
 //!
 //! Each engine step decodes one token for every running request and prefills the requests
-//! admitted in it; its length grows with the batch and the prefilled tokens. A request is
-//! admitted only when its prompt and full output fit in the cache next to what running
-//! requests may still grow to (vLLM admits optimistically and preempts on overflow; this
-//! model never preempts, so it is slightly kinder at the cache limit).
+//! admitted in it; its length grows with the batch and the prefilled tokens. As in vLLM, a
+//! request is admitted when its prompt fits in the cache (keeping a 1 % watermark free), and
+//! when the running requests' next tokens would overflow the cache the most recently admitted
+//! one is preempted: it goes back to the head of the queue and later recomputes its prompt
+//! and the tokens it had produced.
 //!
 //! It keeps the counters and histograms vLLM exports, with vLLM's bucket boundaries.
 
@@ -60,14 +61,30 @@ pub enum Event {
     Finished { ttft: f64, itl: Option<f64> },
 }
 
+/// What a preempted request keeps: its first token already went out.
+#[derive(Clone, Copy, Debug)]
+struct Resumed {
+    ttft: f64,
+    first_token_clock: f64,
+    total_output: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    req: Request,
+    resumed: Option<Resumed>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Running {
+    id: u64,
     arrival: f64,
     output: u32,
     prompt: u32,
     start_step: u64,
     first_token_clock: f64,
     ttft: f64,
+    resumed: Option<Resumed>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,17 +95,20 @@ pub struct Server {
     step_ms: f64,
     per_seq_ms: f64,
     prefill_ms: f64,
-    waiting: VecDeque<Request>,
+    waiting: VecDeque<Pending>,
     slots: Vec<Option<Running>>,
     free: Vec<usize>,
-    finish: BinaryHeap<Reverse<(u64, usize)>>,
+    /// (last step, slot, request id); entries of preempted requests are skipped by id.
+    finish: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Running requests in admission order (slot, id), for preempting the newest.
+    order: VecDeque<(usize, u64)>,
+    next_id: u64,
     admitted: Vec<usize>,
     running: u32,
     decoders: u32,
     steps: u64,
     sum_prompt: u64,
     sum_start: u64,
-    reserved: u64,
     /// Prompt tokens of the requests being prefilled in the current step.
     prefilling: u64,
     /// Sum of all step lengths so far: a request's mean inter-token latency is the
@@ -117,13 +137,14 @@ impl Server {
             slots: Vec::new(),
             free: Vec::new(),
             finish: BinaryHeap::new(),
+            order: VecDeque::new(),
+            next_id: 0,
             admitted: Vec::new(),
             running: 0,
             decoders: 0,
             steps: 0,
             sum_prompt: 0,
             sum_start: 0,
-            reserved: 0,
             prefilling: 0,
             clock: 0.0,
             step_len: 0.0,
@@ -143,7 +164,10 @@ impl Server {
     }
 
     pub fn enqueue(&mut self, now: f64, r: Request) {
-        self.waiting.push_back(r);
+        self.waiting.push_back(Pending {
+            req: r,
+            resumed: None,
+        });
         if self.busy_until.is_none() {
             self.start_step(now);
         }
@@ -161,10 +185,44 @@ impl Server {
 
     /// `vllm:kv_cache_usage_perc` (0..1): tokens held by running requests over capacity.
     pub fn kv_usage(&self) -> f64 {
+        (self.held() as f64 / self.kv_capacity as f64).min(1.0)
+    }
+
+    /// Tokens in the cache: prompts being prefilled, and every decoding request's prompt and
+    /// the tokens it produced so far.
+    fn held(&self) -> u64 {
         let n = u64::from(self.running - self.admitted.len() as u32);
-        let used =
-            self.prefilling + self.sum_prompt + n * self.steps - self.sum_start.min(n * self.steps);
-        (used as f64 / self.kv_capacity as f64).min(1.0)
+        self.prefilling + self.sum_prompt + n * self.steps - self.sum_start.min(n * self.steps)
+    }
+
+    /// Takes the most recently admitted running request out and queues it first again.
+    fn preempt_newest(&mut self) -> bool {
+        while let Some((slot, id)) = self.order.pop_back() {
+            let Some(r) = self.slots[slot].filter(|r| r.id == id) else {
+                continue;
+            };
+            self.slots[slot] = None;
+            self.free.push(slot);
+            self.running -= 1;
+            self.sum_prompt -= u64::from(r.prompt);
+            self.sum_start -= r.start_step;
+            let produced = u32::try_from(self.steps - r.start_step).unwrap_or(u32::MAX);
+            let resumed = r.resumed.unwrap_or(Resumed {
+                ttft: r.ttft,
+                first_token_clock: r.first_token_clock,
+                total_output: r.output,
+            });
+            self.waiting.push_front(Pending {
+                req: Request {
+                    arrival: r.arrival,
+                    prompt: r.prompt.saturating_add(produced),
+                    output: r.output.saturating_sub(produced).max(1),
+                },
+                resumed: Some(resumed),
+            });
+            return true;
+        }
+        false
     }
 
     pub fn idle(&self) -> bool {
@@ -172,31 +230,39 @@ impl Server {
     }
 
     fn start_step(&mut self, now: f64) {
-        self.decoders = self.running;
-        let budget = self.budget.saturating_sub(self.decoders);
-        let mut prefill: u64 = 0;
-        while let Some(r) = self.waiting.front() {
-            let need = u64::from(r.prompt) + u64::from(r.output);
-            let within_budget =
-                prefill + u64::from(r.prompt) <= u64::from(budget) || self.admitted.is_empty();
-            if self.running >= self.max_seqs
-                || self.reserved + need > self.kv_capacity
-                || !within_budget
-            {
+        // Every decoding request needs room for its next token.
+        while self.running > 1 && self.held() + u64::from(self.running) > self.kv_capacity {
+            if !self.preempt_newest() {
                 break;
             }
-            let Some(r) = self.waiting.pop_front() else {
+        }
+        self.decoders = self.running;
+        let budget = self.budget.saturating_sub(self.decoders);
+        let limit = self.kv_capacity - self.kv_capacity / 100;
+        let mut prefill: u64 = 0;
+        while let Some(p) = self.waiting.front() {
+            let prompt = u64::from(p.req.prompt);
+            let within_budget = prefill + prompt <= u64::from(budget) || self.admitted.is_empty();
+            let room = self.held() + u64::from(self.decoders) + prefill + prompt <= limit
+                || self.running == 0;
+            if self.running >= self.max_seqs || !room || !within_budget {
+                break;
+            }
+            let Some(p) = self.waiting.pop_front() else {
                 break;
             };
+            let r = p.req;
             prefill += u64::from(r.prompt);
-            self.reserved += need;
+            self.next_id += 1;
             let run = Running {
+                id: self.next_id,
                 arrival: r.arrival,
                 output: r.output,
                 prompt: r.prompt,
                 start_step: self.steps,
-                first_token_clock: 0.0,
-                ttft: 0.0,
+                first_token_clock: p.resumed.map_or(0.0, |x| x.first_token_clock),
+                ttft: p.resumed.map_or(0.0, |x| x.ttft),
+                resumed: p.resumed,
             };
             let slot = match self.free.pop() {
                 Some(i) => {
@@ -209,6 +275,7 @@ impl Server {
                 }
             };
             self.admitted.push(slot);
+            self.order.push_back((slot, self.next_id));
             self.running += 1;
         }
         if self.running == 0 {
@@ -237,34 +304,45 @@ impl Server {
         }
         for slot in std::mem::take(&mut self.admitted) {
             if let Some(r) = self.slots[slot].as_mut() {
-                r.first_token_clock = self.clock;
-                r.ttft = now - r.arrival;
                 self.generation_tokens += 1;
-                self.ttft.observe(r.ttft, 1);
-                report(Event::FirstToken { ttft: r.ttft });
+                if r.resumed.is_none() {
+                    r.first_token_clock = self.clock;
+                    r.ttft = now - r.arrival;
+                    self.ttft.observe(r.ttft, 1);
+                    report(Event::FirstToken { ttft: r.ttft });
+                } else {
+                    self.itl.observe(len, 1);
+                }
                 self.sum_prompt += u64::from(r.prompt);
                 self.sum_start += r.start_step;
                 let last = this_step + u64::from(r.output.max(1)) - 1;
-                self.finish.push(Reverse((last, slot)));
+                self.finish.push(Reverse((last, slot, r.id)));
             }
         }
         self.prefilling = 0;
         self.steps += 1;
-        while let Some(Reverse((last, slot))) = self.finish.peek().copied() {
+        while let Some(Reverse((last, slot, id))) = self.finish.peek().copied() {
             if last > this_step {
                 break;
             }
             self.finish.pop();
-            if let Some(r) = self.slots[slot].take() {
+            if let Some(r) = self.slots[slot].filter(|r| r.id == id) {
+                self.slots[slot] = None;
                 self.free.push(slot);
                 self.running -= 1;
-                self.reserved -= u64::from(r.prompt) + u64::from(r.output);
                 self.sum_prompt -= u64::from(r.prompt);
                 self.sum_start -= r.start_step;
-                let itl = (r.output > 1)
-                    .then(|| (self.clock - r.first_token_clock) / f64::from(r.output - 1));
+                let total = r.resumed.map_or(r.output, |x| x.total_output);
+                let itl =
+                    (total > 1).then(|| (self.clock - r.first_token_clock) / f64::from(total - 1));
                 report(Event::Finished { ttft: r.ttft, itl });
             }
+        }
+        while let Some(&(slot, id)) = self.order.front() {
+            if self.slots[slot].is_some_and(|r| r.id == id) {
+                break;
+            }
+            self.order.pop_front();
         }
         self.start_step(now);
     }
@@ -277,12 +355,12 @@ impl Server {
         self.slots.clear();
         self.free.clear();
         self.finish.clear();
+        self.order.clear();
         self.admitted.clear();
         self.running = 0;
         self.decoders = 0;
         self.sum_prompt = 0;
         self.sum_start = 0;
-        self.reserved = 0;
         self.prefilling = 0;
         self.busy_until = None;
         lost
@@ -411,6 +489,53 @@ mod tests {
             panic!("{events:?}")
         };
         assert!((itl - 0.01175).abs() < 1e-12, "{itl}");
+    }
+
+    #[test]
+    fn a_full_cache_preempts_the_newest_request_which_resumes_later() {
+        // 210 tokens: A (100 + 10) is admitted, then B's prompt fits beside it; at the sixth
+        // step A and B hold 105 + 104 = 209 and need two more, so B goes back to the queue.
+        let mut s = Server::new(&profile(8, 210));
+        let r = Request {
+            arrival: 0.0,
+            prompt: 100,
+            output: 10,
+        };
+        s.enqueue(0.0, r);
+        s.enqueue(0.0, r);
+        for _ in 0..5 {
+            let end = s.busy_until.unwrap();
+            s.finish_step(end, &mut |_| {});
+        }
+        assert_eq!((s.running(), s.waiting()), (1, 1));
+        let events = drain(&mut s);
+        // Each answer once, each first token once, and B's mean ITL includes its pause.
+        let finished: Vec<Option<f64>> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Finished { itl, .. } => Some(*itl),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finished.len(), 2);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::FirstToken { .. }))
+                .count(),
+            0
+        );
+        // A: 21 ms (B's prefill) + 3 * 11 ms + 5 * 10 ms alone, over 9 gaps. B: the same first
+        // 3 * 11 ms, then waits out A's 5 steps, recomputes 104 tokens (20.4 ms) and decodes 5
+        // more alone.
+        let (a, b) = (finished[0].unwrap(), finished[1].unwrap());
+        assert!((a - 0.104 / 9.0).abs() < 1e-12, "{a}");
+        assert!(
+            (b - (0.033 + 0.050 + 0.0204 + 0.050) / 9.0).abs() < 1e-12,
+            "{b}"
+        );
+        assert_eq!(s.generation_tokens, 20);
+        assert!(s.idle());
     }
 
     #[test]
