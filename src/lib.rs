@@ -17,6 +17,7 @@ pub mod scaling;
 pub mod serve;
 pub mod server;
 pub mod settings;
+pub mod simulate;
 pub mod spec;
 pub mod strategy;
 pub mod tls;

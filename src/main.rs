@@ -18,6 +18,7 @@ use kserve_keda_webhook::scaling::{self, NamespaceLabels, Scaling};
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
 use kserve_keda_webhook::settings::{AuthRef, RawMode, Settings};
+use kserve_keda_webhook::simulate;
 use kserve_keda_webhook::spec;
 use kserve_keda_webhook::strategy::Strategy;
 use kserve_keda_webhook::tls;
@@ -39,6 +40,8 @@ enum Command {
     Render(Box<RenderArgs>),
     /// Run the HTTPS admission webhook.
     Serve(Box<ServeArgs>),
+    /// Replay a load through the generated scaling loop (KEDA, HPA, Prometheus, model server).
+    Simulate(Box<simulate::cli::SimulateArgs>),
     /// Work with platform policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -214,6 +217,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Render(args) => run_render(*args),
+        Command::Simulate(args) => match simulate::cli::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Policy(PolicyCommand::Check { policy }) => match load_policy(&policy) {
             Ok(_) => {
                 println!("{}: ok", policy.display());

@@ -1,0 +1,315 @@
+//! The `simulate` command: flags, input files, and which report to print.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use super::engine::{self, Config};
+use super::load::{self, Request};
+use super::profile::{self, Profile};
+use super::report::{self, SweepRow};
+use super::rng::Rng;
+use super::scenario::{self, Planned};
+use super::{SimError, duration};
+use crate::policy;
+use crate::strategy::Strategy;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// InferenceService manifest to plan and simulate, or `-` for standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: String,
+    /// Namespace for an object that names none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Platform policy file, as `render` and `serve` take it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Generated load, e.g. `step:from=2,to=8,at=10m` (forms: constant, step, ramp, diurnal,
+    /// bursty; see the README).
+    #[arg(
+        long,
+        value_name = "SPEC",
+        required_unless_present = "trace",
+        conflicts_with = "trace"
+    )]
+    pub load: Option<String>,
+    /// CSV of requests: arrival time, prompt tokens, output tokens (own column names or the
+    /// Azure LLM inference traces': TIMESTAMP, ContextTokens, GeneratedTokens).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// A built-in profile (llama-3.1-8b-a100, mistral-7b-rtx4090) or a profile YAML file.
+    #[arg(long, value_name = "NAME|FILE", default_value = profile::DEFAULT)]
+    pub profile: String,
+    /// Time-to-first-token objective per request.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub slo_ttft: String,
+    /// Objective for a request's mean inter-token latency.
+    #[arg(long, value_name = "DURATION", default_value = "100ms")]
+    pub slo_itl: String,
+    /// Share of requests that must meet both objectives for a sweep setting to count.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.95)]
+    pub slo_goal: f64,
+    /// Simulated time (default: 1h for --load, up to the last request for --trace).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Seed of the random generator: the same seed gives the same output.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Prometheus scrape interval of the generated monitor.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub scrape_interval: String,
+    /// Seconds a deleted pod may finish its requests.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub grace_period: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Write an SVG of load, replicas and p95 TTFT over time.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Compare targets of a strategy, e.g. `queue=3,5,8` (repeatable); prints a table.
+    #[arg(long, value_name = "STRATEGY=TARGET,...")]
+    pub sweep: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct Common {
+    profile: Profile,
+    requests: Vec<Request>,
+    load_name: String,
+    duration: f64,
+    step_at: Option<f64>,
+    slo_ttft: f64,
+    slo_itl: f64,
+    scrape: f64,
+    grace: f64,
+}
+
+fn input(e: String) -> SimError {
+    SimError::Input(e)
+}
+
+fn read(file: &str) -> Result<String, SimError> {
+    let mut bytes = Vec::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| input(format!("cannot read standard input: {e}")))?;
+    } else {
+        bytes = std::fs::read(file).map_err(|e| input(format!("cannot read {file}: {e}")))?;
+    }
+    String::from_utf8(bytes).map_err(|_| input(format!("{file} is not UTF-8 text")))
+}
+
+fn common(args: &SimulateArgs) -> Result<Common, SimError> {
+    let profile = profile::load(&args.profile).map_err(input)?;
+    let slo_ttft = duration::parse("--slo-ttft", &args.slo_ttft).map_err(input)?;
+    let slo_itl = duration::parse("--slo-itl", &args.slo_itl).map_err(input)?;
+    let scrape = duration::parse("--scrape-interval", &args.scrape_interval).map_err(input)?;
+    let grace = duration::parse("--grace-period", &args.grace_period).map_err(input)?;
+    if scrape < 1.0 {
+        return Err(input(format!(
+            "--scrape-interval: '{}' is shorter than 1s; Prometheus scrapes every few seconds at most",
+            args.scrape_interval
+        )));
+    }
+    if !(args.slo_goal > 0.0 && args.slo_goal <= 1.0) {
+        return Err(input(format!(
+            "--slo-goal: {} is not a share; use a number above 0 and at most 1, e.g. 0.95",
+            args.slo_goal
+        )));
+    }
+    let duration = args
+        .duration
+        .as_deref()
+        .map(|d| duration::parse("--duration", d))
+        .transpose()
+        .map_err(input)?;
+    if duration.is_some_and(|d| !(60.0..=31.0 * 86400.0).contains(&d)) {
+        return Err(input(format!(
+            "--duration: '{}' is out of range; simulate between 1m and 31d",
+            args.duration.as_deref().unwrap_or_default()
+        )));
+    }
+    let (requests, load_name, duration, step_at) = match (&args.load, &args.trace) {
+        (Some(spec), _) => {
+            let load = load::parse(spec).map_err(input)?;
+            let d = duration.unwrap_or(3600.0);
+            let mut rng = Rng::new(args.seed);
+            let r = load::generate(
+                &load,
+                d,
+                profile.prompt_tokens,
+                profile.output_tokens,
+                &mut rng,
+            );
+            (r, spec.clone(), d, load.shape.step_at().filter(|t| *t < d))
+        }
+        (None, Some(path)) => {
+            let origin = path.display().to_string();
+            let text = read(&origin)?;
+            let r = load::parse_trace(&origin, &text).map_err(input)?;
+            let last = r.last().map_or(0.0, |x| x.arrival);
+            let d = duration.unwrap_or((last + 60.0).max(60.0));
+            (r, format!("trace {origin}"), d, None)
+        }
+        (None, None) => return Err(input("give --load SPEC or --trace FILE".into())),
+    };
+    Ok(Common {
+        profile,
+        requests,
+        load_name,
+        duration,
+        step_at,
+        slo_ttft,
+        slo_itl,
+        scrape,
+        grace,
+    })
+}
+
+fn config(p: &Planned, c: &Common, seed: u64) -> Config {
+    Config {
+        triggers: p.triggers.clone(),
+        min_replicas: p.min_replicas,
+        max_replicas: p.max_replicas,
+        polling_interval: f64::from(p.polling_interval.max(1)),
+        cooldown_period: f64::from(p.cooldown_period),
+        behavior: p.behavior.clone(),
+        window: p.window,
+        scrape_interval: c.scrape,
+        profile: c.profile.clone(),
+        duration: c.duration,
+        slo_ttft: c.slo_ttft,
+        slo_itl: c.slo_itl,
+        seed,
+        grace: c.grace,
+        step_at: c.step_at,
+    }
+}
+
+/// Parses `strategy=t1,t2,...`.
+pub fn parse_sweep(text: &str) -> Result<(Strategy, Vec<f64>), String> {
+    let bad = |why: String| {
+        format!(
+            "--sweep '{}': {why}; use STRATEGY=TARGET,... e.g. queue=3,5,8",
+            crate::spec::clip(text)
+        )
+    };
+    let (name, values) = text.split_once('=').ok_or_else(|| bad("no '='".into()))?;
+    let strategy = Strategy::parse(name).ok_or_else(|| {
+        bad(format!(
+            "unknown strategy '{}'; allowed: {}",
+            crate::spec::clip(name),
+            Strategy::ALLOWED
+        ))
+    })?;
+    let mut targets = Vec::new();
+    for v in values.split(',') {
+        match v.trim().parse::<f64>() {
+            Ok(t) if t.is_finite() && t > 0.0 => targets.push(t),
+            _ => {
+                return Err(bad(format!(
+                    "target '{}' is not a number greater than 0",
+                    crate::spec::clip(v)
+                )));
+            }
+        }
+    }
+    Ok((strategy, targets))
+}
+
+/// Runs the command; returns what goes to standard output.
+pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
+    let sweeps = args
+        .sweep
+        .iter()
+        .map(|s| parse_sweep(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(input)?;
+    let pol = match &args.policy {
+        Some(path) => {
+            let text = read(&path.display().to_string())?;
+            policy::parse(&text).map_err(|e| input(format!("policy {}: {e}", path.display())))?
+        }
+        None => policy::Policy::default(),
+    };
+    let scaling = scenario::scaling(pol);
+    let text = read(&args.file)?;
+    let value = scenario::read_isvc(&args.file, &text).map_err(input)?;
+    let c = common(args)?;
+
+    if sweeps.is_empty() {
+        let planned = scenario::plan(&value, &args.namespace, &scaling, &c.profile)
+            .map_err(SimError::Plan)?;
+        let cfg = config(&planned, &c, args.seed);
+        let out = engine::run(&cfg, &c.requests);
+        if let Some(path) = &args.plot {
+            let title = format!("{} · {} · {}", planned.name, c.profile.name, c.load_name);
+            std::fs::write(path, report::svg(&title, &cfg, &out))
+                .map_err(|e| input(format!("--plot {}: cannot write: {e}", path.display())))?;
+        }
+        let mut s = match args.output {
+            Format::Text => report::text(&planned.name, &c.load_name, &cfg, &out),
+            Format::Json => report::json(&planned.name, &cfg, &out)
+                .map_err(|e| input(format!("cannot encode JSON: {e}")))?,
+        };
+        if args.output == Format::Text {
+            for w in &planned.warnings {
+                s.push_str(&format!("warning: {w}\n"));
+            }
+        }
+        return Ok(s);
+    }
+
+    let prefix = scaling.prefix();
+    let mut rows = Vec::new();
+    for (strategy, targets) in &sweeps {
+        for target in targets {
+            let v = scenario::with_target(&value, &prefix, *strategy, *target);
+            let planned = scenario::plan(&v, &args.namespace, &scaling, &c.profile)
+                .map_err(SimError::Plan)?;
+            let cfg = config(&planned, &c, args.seed);
+            let out = engine::run(&cfg, &c.requests);
+            rows.push(SweepRow {
+                strategy: strategy.as_str().to_string(),
+                target: *target,
+                triggers: cfg
+                    .triggers
+                    .iter()
+                    .map(|t| format!("{}={}", t.name, t.target))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                meets_slo: out.summary.slo_attainment >= args.slo_goal,
+                summary: out.summary,
+            });
+        }
+    }
+    let slo = format!("TTFT <= {}, ITL <= {}", args.slo_ttft, args.slo_itl);
+    match args.output {
+        Format::Text => Ok(format!(
+            "profile {} | load {} | {} | seed {}\n{}",
+            c.profile.name,
+            c.load_name,
+            report::span(c.duration),
+            args.seed,
+            report::sweep_table(&rows, args.slo_goal, &slo)
+        )),
+        Format::Json => {
+            let cheapest = report::cheapest(&rows).map(|r| (r.strategy.clone(), r.target));
+            let v = serde_json::json!({
+                "profile": c.profile.name,
+                "sloGoal": args.slo_goal,
+                "rows": rows,
+                "cheapest": cheapest.map(|(s, t)| serde_json::json!({"strategy": s, "target": t})),
+            });
+            serde_json::to_string_pretty(&v)
+                .map(|s| s + "\n")
+                .map_err(|e| input(format!("cannot encode JSON: {e}")))
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! `simulate` as a user runs it: the real binary, its output and exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+}
+
+fn isvc(dir: &Path, annotations: &[(&str, &str)]) -> PathBuf {
+    let mut text = String::from(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: llama\n  namespace: llm\n  annotations:\n",
+    );
+    for (k, v) in annotations {
+        text.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    text.push_str(
+        "spec:\n  predictor:\n    model:\n      modelFormat:\n        name: huggingface\n",
+    );
+    let path = dir.join("isvc.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn simulate(file: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("simulate")
+        .arg("-f")
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(dir.path(), &[("scaling.io/strategy", "tokens")]);
+    let args = [
+        "--load",
+        "bursty:base=1,peak=6,every=10m,length=2m",
+        "--duration",
+        "30m",
+        "--output",
+        "json",
+    ];
+    let a = simulate(&f, &[&args[..], &["--seed", "7"]].concat());
+    let b = simulate(&f, &[&args[..], &["--seed", "7"]].concat());
+    let c = simulate(&f, &[&args[..], &["--seed", "8"]].concat());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(a.stdout, c.stdout);
+}
+
+#[test]
+fn timeline_has_one_entry_per_hpa_sync_with_the_planned_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "tokens"),
+            ("scaling.io/max-replicas", "6"),
+        ],
+    );
+    let v = json(&simulate(
+        &f,
+        &[
+            "--load",
+            "step:from=1,to=8,at=10m",
+            "--duration",
+            "40m",
+            "--output",
+            "json",
+        ],
+    ));
+    let timeline = v["timeline"].as_array().unwrap();
+    // 40 minutes of 15 s syncs, the first at 15 s.
+    assert_eq!(timeline.len(), 40 * 4 - 1);
+    for (i, tick) in timeline.iter().enumerate() {
+        assert_eq!(tick["t"], 15.0 * (i + 1) as f64);
+        let names: Vec<&str> = tick["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        // `tokens` brings a running-requests trigger along, as the planner generates it.
+        assert_eq!(names, ["tokens", "concurrency"]);
+        assert_eq!(tick["triggers"][0]["target"], 1000.0);
+        assert_eq!(tick["triggers"][1]["metricType"], "AverageValue");
+        let desired = tick["desired"].as_u64().unwrap();
+        assert!((1..=6).contains(&desired), "{tick}");
+        assert!(tick["readyReplicas"].as_u64() <= tick["currentReplicas"].as_u64());
+        for key in ["proposal", "kedaActive", "currentReplicas"] {
+            assert!(tick.get(key).is_some(), "{key} missing: {tick}");
+        }
+    }
+    // The step is seen: the HPA scales up after it, never to more than max replicas, and
+    // new pods serve only after the profile's startup time.
+    let s = &v["summary"];
+    let up = s["stepToScaleUp"].as_f64().unwrap();
+    let ready = s["stepToReady"].as_f64().unwrap();
+    assert!((0.0..=120.0).contains(&up), "{s}");
+    assert!(ready >= up + 120.0, "{s}");
+    assert!(s["maxReplicasReached"].as_u64().unwrap() > 1);
+    assert!(s["requests"].as_u64().unwrap() > 10_000);
+    for share in ["ttftAttainment", "itlAttainment", "sloAttainment"] {
+        let x = s[share].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{share} {x}");
+    }
+}
+
+#[test]
+fn a_fixed_replica_count_costs_exactly_its_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/min-replicas", "2"),
+            ("scaling.io/max-replicas", "2"),
+        ],
+    );
+    let v = json(&simulate(
+        &f,
+        &[
+            "--load",
+            "constant:rate=3",
+            "--duration",
+            "90m",
+            "--output",
+            "json",
+        ],
+    ));
+    let s = &v["summary"];
+    assert!(
+        (s["replicaHours"].as_f64().unwrap() - 3.0).abs() < 1e-6,
+        "{s}"
+    );
+    assert_eq!(
+        (s["scaleUps"].as_u64(), s["scaleDowns"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
+fn pod_level_triggers_cannot_wake_a_model_keda_scaled_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/min-replicas", "0"),
+        ],
+    );
+    // Idle at first: KEDA's first poll finds nothing active and scales to zero (no
+    // LastActiveTime yet, so no cooldown); the later load has no pod to report it.
+    let v = json(&simulate(
+        &f,
+        &[
+            "--load",
+            "step:from=0,to=2,at=5m",
+            "--duration",
+            "15m",
+            "--output",
+            "json",
+        ],
+    ));
+    let timeline = v["timeline"].as_array().unwrap();
+    assert_eq!(timeline[0]["currentReplicas"], 1);
+    assert!(
+        timeline[2..]
+            .iter()
+            .all(|t| t["currentReplicas"] == 0 && t["kedaActive"] == false)
+    );
+    let s = &v["summary"];
+    assert_eq!(s["finished"], 0);
+    assert!(s["failed"].as_u64().unwrap() > 500, "{s}");
+    assert_eq!(s["sloAttainment"], 0.0);
+}
+
+#[test]
+fn custom_triggers_need_the_signal_named_in_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "custom"),
+            ("scaling.io/query", "sum(my_queue)"),
+            ("scaling.io/target-custom", "5"),
+        ],
+    );
+    let out = simulate(&f, &["--load", "constant:rate=1", "--duration", "10m"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("customSignal"), "{}", stderr(&out));
+
+    let builtin = bin().args(["simulate", "--help"]).output().unwrap();
+    assert!(builtin.status.success());
+    let profile = dir.path().join("p.yaml");
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/simulate/profiles/llama-3.1-8b-a100.yaml"
+    ))
+    .unwrap();
+    std::fs::write(&profile, format!("{base}customSignal: queue\n")).unwrap();
+    let v = json(&simulate(
+        &f,
+        &[
+            "--load",
+            "constant:rate=1",
+            "--duration",
+            "10m",
+            "--output",
+            "json",
+            "--profile",
+            profile.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(v["triggers"][0]["name"], "custom");
+    assert_eq!(v["triggers"][0]["signal"], "queue");
+}
+
+#[test]
+fn azure_trace_columns_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(dir.path(), &[("scaling.io/strategy", "concurrency")]);
+    let trace = dir.path().join("azure.csv");
+    let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens\n");
+    for i in 0..600 {
+        text.push_str(&format!(
+            "2023-11-16 18:{:02}:{:02}.5000000,{},{}\n",
+            15 + i / 60,
+            i % 60,
+            500 + i,
+            50 + i % 100
+        ));
+    }
+    std::fs::write(&trace, text).unwrap();
+    let v = json(&simulate(
+        &f,
+        &["--trace", trace.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(v["summary"]["requests"], 600);
+    assert_eq!(v["summary"]["finished"], 600);
+}
+
+#[test]
+fn sweep_names_the_cheapest_setting_meeting_the_slo() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "tokens"),
+            ("scaling.io/max-replicas", "6"),
+        ],
+    );
+    let args = [
+        "--load",
+        "step:from=1,to=6,at=5m",
+        "--duration",
+        "30m",
+        "--sweep",
+        "concurrency=2,8,32",
+        "--sweep",
+        "queue=1,20",
+    ];
+    let v = json(&simulate(&f, &[&args[..], &["--output", "json"]].concat()));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let meeting: Vec<&Value> = rows.iter().filter(|r| r["meetsSlo"] == true).collect();
+    for r in rows {
+        assert_eq!(
+            r["meetsSlo"].as_bool().unwrap(),
+            r["summary"]["sloAttainment"].as_f64().unwrap() >= 0.95
+        );
+    }
+    if let Some(best) = meeting.iter().min_by(|a, b| {
+        a["summary"]["replicaHours"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&b["summary"]["replicaHours"].as_f64().unwrap())
+    }) {
+        assert_eq!(v["cheapest"]["strategy"], best["strategy"]);
+        assert_eq!(v["cheapest"]["target"], best["target"]);
+    } else {
+        assert!(v["cheapest"].is_null());
+    }
+    let text = simulate(&f, &args);
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        table.contains("strategy") && table.contains("replica-hours"),
+        "{table}"
+    );
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("concurrency") || l.starts_with("queue"))
+            .count(),
+        5
+    );
+    assert!(
+        table.contains("cheapest meeting the SLO") || table.contains("no setting meets the SLO")
+    );
+}
+
+#[test]
+fn plot_is_an_svg_with_the_three_panels() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let svg = dir.path().join("run.svg");
+    let out = simulate(
+        &f,
+        &[
+            "--load",
+            "ramp:from=1,to=5,over=20m",
+            "--duration",
+            "20m",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for label in [
+        "load (requests/s)",
+        "replicas",
+        "p95 TTFT (s)",
+        "desired",
+        "ready",
+        "SLO",
+        "time (min)",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replica-hours"));
+}
+
+#[test]
+fn bad_input_names_the_field_value_and_what_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let profile = dir.path().join("bad.yaml");
+    std::fs::write(&profile, "name: x\nsource: y\nbatch: 3\n").unwrap();
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &trace,
+        "arrival,prompt_tokens,output_tokens\n0,10,5\n1.5,many,5\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--load",
+                "constant:rate=1",
+                "--profile",
+                profile.to_str().unwrap(),
+            ],
+            "unknown field `batch`",
+        ),
+        (
+            vec!["--trace", trace.to_str().unwrap()],
+            "line 3: column 'prompt_tokens' value 'many'",
+        ),
+        (
+            vec!["--load", "constant:rate=1", "--duration", "2 hours"],
+            "--duration: '2 hours' is not a duration",
+        ),
+        (vec!["--load", "constant:speed=1"], "unknown key 'speed'"),
+        (
+            vec!["--load", "constant:rate=1", "--slo-ttft", "1"],
+            "--slo-ttft: '1' is not a duration",
+        ),
+        (
+            vec!["--load", "constant:rate=1", "--sweep", "queues=1"],
+            "unknown strategy 'queues'",
+        ),
+        (
+            vec!["--load", "constant:rate=1", "--profile", "h100"],
+            "not a built-in profile (llama-3.1-8b-a100, mistral-7b-rtx4090)",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = simulate(&f, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"));
+    }
+    let none = simulate(&isvc(dir.path(), &[]), &["--load", "constant:rate=1"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr(&none).contains("no scaling.io/strategy annotation"),
+        "{}",
+        stderr(&none)
+    );
+}
+
+#[test]
+fn keda_scales_to_zero_a_cooldown_after_the_last_active_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "tokens"),
+            ("scaling.io/min-replicas", "0"),
+        ],
+    );
+    let v = json(&simulate(
+        &f,
+        &[
+            "--load",
+            "step:from=2,to=0,at=5m",
+            "--duration",
+            "20m",
+            "--output",
+            "json",
+        ],
+    ));
+    let timeline = v["timeline"].as_array().unwrap();
+    let zero_at = timeline
+        .iter()
+        .find(|t| t["currentReplicas"] == 0)
+        .map(|t| t["t"].as_f64().unwrap())
+        .unwrap();
+    let last_active = timeline
+        .iter()
+        .filter(|t| t["kedaActive"] == true)
+        .map(|t| t["t"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    // The token rate stays above zero while its 1m window still holds the last requests;
+    // KEDA then waits cooldownPeriod (300 s) from the last active poll, checked every 30 s.
+    assert!((300.0..=420.0).contains(&last_active), "{last_active}");
+    assert!(
+        zero_at > last_active + 300.0 - 15.0 && zero_at <= last_active + 300.0 + 45.0,
+        "{zero_at} {last_active}"
+    );
+    assert!(
+        timeline
+            .iter()
+            .filter(|t| t["t"].as_f64() > Some(zero_at))
+            .all(|t| t["currentReplicas"] == 0)
+    );
+}
