@@ -159,6 +159,7 @@ fn unmanaged(isvc: &Isvc, settings: &Settings) -> Plan {
 
 fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<Plan, PlanError> {
     let isvc = input.isvc;
+    isvc.check_names()?;
     let prefix = settings.prefix.as_str();
     let mut plan = Plan::default();
 
@@ -574,6 +575,7 @@ fn warnings(
             }
         }
     }
+    out.extend(spec.warnings.iter().cloned());
     if !has_monitor && !server_metrics.is_empty() {
         out.push(format!(
             "{prefix}/monitor is none: make sure Prometheus already scrapes the predictor pods with 'namespace' and 'pod' labels, or the triggers read nothing"
