@@ -157,7 +157,9 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
         Ok((bytes, _, _)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => {
             warn!(error = %e, "rejected a body that is not an AdmissionReview");
-            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+            // Decoder errors can quote the input; keep the answer short and on one line.
+            let text = crate::spec::clip_to(&e.to_string(), 512);
+            (StatusCode::BAD_REQUEST, format!("{text}\n")).into_response()
         }
     }
 }
