@@ -236,7 +236,7 @@ async fn discard(request: Request) {
 
 fn answer(state: &AppState, body: &Bytes) -> Response {
     let started = Instant::now();
-    let result = admission::review(&body, &state.scaling);
+    let result = admission::review(body, &state.scaling);
     let outcome = match &result {
         Ok((_, o, findings)) => {
             for (mode, n) in [("warn", findings.warned), ("audit", findings.audited)] {
