@@ -405,3 +405,23 @@ fn names_kserve_or_kubernetes_would_refuse_are_denied_with_the_field() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn negative_zero_activation_renders_as_zero() {
+    let input = MINIMAL.replace(
+        "scaling.io/strategy: queue\n",
+        "scaling.io/strategy: queue\n    scaling.io/activation-target: \"-0\"\n",
+    );
+    let out = render_stdin(&input, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = docs(&out);
+    let so = d.iter().find(|d| d["kind"] == "ScaledObject").unwrap();
+    assert_eq!(
+        so["spec"]["triggers"][0]["metadata"]["activationThreshold"],
+        "0"
+    );
+}

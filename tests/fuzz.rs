@@ -456,7 +456,7 @@ proptest! {
                     }
                     prop_assert!(q.contains(&format!("amespace=\"{}\"", isvc.namespace)), "{q}");
                     prop_assert!(q.contains(&format!("od=~\"{pods}\"")) || q.contains(&format!("od_name=~\"{pods}\"")), "{q}");
-                    prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| n > 0.0));
+                    prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| (spec::MIN_TARGET..=spec::MAX_TARGET).contains(&n)), "{}", t.metadata["threshold"]);
                 }
             }
         }
