@@ -21,6 +21,8 @@ pub enum AdmissionError {
     Decode(#[from] serde_json::Error),
     #[error("AdmissionReview has apiVersion '{0}'; only admission.k8s.io/v1 is served")]
     Version(String),
+    #[error("the body has kind '{0}'; only AdmissionReview is served")]
+    Kind(String),
     #[error("AdmissionReview carries no request")]
     NoRequest,
     #[error("cannot encode the response: {0}")]
@@ -164,7 +166,12 @@ pub struct UserInfo {
 /// webhooks run before schema validation, so a malformed spec must reach the planner's own
 /// field checks rather than fail decoding.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Object {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
     #[serde(default)]
     pub metadata: Meta,
     #[serde(default)]
@@ -184,6 +191,25 @@ pub struct Meta {
 }
 
 impl Object {
+    /// Why the object is not an InferenceService although the request says so, if it is not.
+    /// An object that names no kind is taken as the request's.
+    fn kind_mismatch(&self) -> Option<String> {
+        let group = self
+            .api_version
+            .as_deref()
+            .map(|v| v.split_once('/').map_or("", |(g, _)| g));
+        let kind = self.kind.as_deref();
+        let ok = group.is_none_or(|g| g == isvc::GROUP) && kind.is_none_or(|k| k == isvc::KIND);
+        (!ok).then(|| {
+            format!(
+                "the request is for an {} but its object is apiVersion '{}', kind '{}'; refusing to change it",
+                isvc::KIND,
+                crate::spec::clip(self.api_version.as_deref().unwrap_or_default()),
+                crate::spec::clip(kind.unwrap_or_default())
+            )
+        })
+    }
+
     fn view(&self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
         let meta = ObjectMeta {
             name: self.metadata.name.clone(),
@@ -213,11 +239,12 @@ pub fn review(
     scaling: &Scaling,
 ) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError> {
     let review: ReviewIn = serde_json::from_slice(body)?;
-    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
-        return Err(AdmissionError::Version(format!(
-            "{} (kind {})",
-            crate::spec::clip(&review.api_version),
-            crate::spec::clip(&review.kind)
+    if review.kind != "AdmissionReview" {
+        return Err(AdmissionError::Kind(crate::spec::clip(&review.kind)));
+    }
+    if review.api_version != "admission.k8s.io/v1" {
+        return Err(AdmissionError::Version(crate::spec::clip(
+            &review.api_version,
         )));
     }
     let request = review.request.ok_or(AdmissionError::NoRequest)?;
@@ -244,6 +271,19 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
     let Some(object) = request.object.as_ref() else {
         return deny(response, "the request carries no object".into(), request);
     };
+    if let Some(problem) = object.kind_mismatch() {
+        return deny(response, problem, request);
+    }
+    // The API server always sends the stored object with an UPDATE. Without it the update
+    // cannot be told from a create, and judging it as one would let it change what KServe
+    // fixes at creation (the deployment mode).
+    if request.operation == Operation::Update && request.old_object.is_none() {
+        return deny(
+            response,
+            "the UPDATE request carries no oldObject (the stored InferenceService), so it cannot be checked against what KServe fixed at creation; the API server always sends it, so this request did not come from one".into(),
+            request,
+        );
+    }
     let namespace = request.namespace.as_deref().unwrap_or("default");
     let new = match object.view(namespace) {
         Ok(v) => v,
@@ -306,10 +346,25 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
                 dry_run = request.dry_run, outcome = outcome.as_str(),
                 warnings = p.warnings.len(), "admitted"
             );
-            response.warnings = p.warnings;
+            response.warnings = p.warnings.iter().map(|w| shown_warning(w)).collect();
             (response, outcome)
         }
     }
+}
+
+/// The API server cuts a warning to this many characters and drops one that contains a
+/// control character.
+pub const MAX_WARNING: usize = 256;
+
+/// A warning as the API server will show it whole: control characters escaped, and cut
+/// (ending in `...`) to [`MAX_WARNING`] characters. Every warning leaves through here.
+pub fn shown_warning(w: &str) -> String {
+    let escaped = crate::spec::clip_to(w, usize::MAX);
+    if escaped.chars().count() <= MAX_WARNING {
+        return escaped;
+    }
+    // `clip_to` adds `...` after the cut; escaping again cannot grow an escaped string.
+    crate::spec::clip_to(&escaped, MAX_WARNING - 3)
 }
 
 fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {
@@ -331,4 +386,21 @@ fn deny(response: Response, message: String, request: &Request) -> (Response, Ou
         ..response
     };
     (response, Outcome::Denied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_fit_what_the_api_server_shows() {
+        let long = format!("{}\n{}", "a".repeat(10), "é".repeat(300));
+        let w = shown_warning(&long);
+        assert_eq!(w.chars().count(), MAX_WARNING);
+        assert!(w.ends_with("...") && !w.contains('\n'), "{w}");
+        assert!(w.contains("\\n"), "{w}");
+        assert_eq!(shown_warning("short"), "short");
+        let exact = "b".repeat(MAX_WARNING);
+        assert_eq!(shown_warning(&exact), exact);
+    }
 }

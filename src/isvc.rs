@@ -8,6 +8,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
+use crate::names;
+use crate::spec;
+
+/// The label KServe puts on the pods and Services of an InferenceService.
+const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
+
 pub const GROUP: &str = "serving.kserve.io";
 pub const VERSION: &str = "v1beta1";
 pub const API_VERSION: &str = "serving.kserve.io/v1beta1";
@@ -104,6 +110,46 @@ impl Isvc {
     }
 }
 
+impl Isvc {
+    /// Checks the names that end up in generated object names, label values and PromQL the
+    /// way KServe and the API server check them, so a name that would break one of those is
+    /// refused with the field named instead of producing objects that silently do not work.
+    pub fn check_names(&self) -> Result<(), FieldError> {
+        let bad = |field: &str, problem: String| FieldError {
+            field: field.into(),
+            problem,
+        };
+        names::kserve_name(&self.name, names::LABEL_MAX).map_err(|e| {
+            bad(
+                "metadata.name",
+                format!("{e} (KServe's rule; the name is also the value of the {ISVC_LABEL} label, which has at most 63 characters)"),
+            )
+        })?;
+        names::dns1123_label(&self.namespace).map_err(|e| bad("metadata.namespace", e))?;
+        if let Some(p) = &self.predictor.name {
+            names::kserve_name(p, names::LABEL_MAX)
+                .map_err(|e| bad("spec.predictor.name", format!("{e} (KServe's rule)")))?;
+        }
+        let deployment = names::predictor_deployment(&self.name, self.predictor.name.as_deref());
+        if deployment.len() > names::LABEL_MAX {
+            let field = match self.predictor.name {
+                Some(_) => "metadata.name and spec.predictor.name",
+                None => "metadata.name",
+            };
+            return Err(bad(
+                field,
+                format!(
+                    "together make the predictor Deployment and Service name '{}' ({} characters), but KServe names the Service like the Deployment and a Service name has at most 63 characters; shorten the name by {} characters",
+                    spec::clip_to(&deployment, 80),
+                    deployment.len(),
+                    deployment.len() - names::LABEL_MAX
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Predictor {
     fn from_json(p: &Value) -> Result<Predictor, FieldError> {
         let field = |f: &str| format!("spec.predictor.{f}");
@@ -189,16 +235,27 @@ fn optional_str(v: Option<&Value>, field: &str) -> Result<Option<String>, FieldE
 fn replicas(v: Option<&Value>, field: &str) -> Result<Option<u32>, FieldError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(Value::Number(n)) => match n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n <= spec::MAX_INT32)
+        {
             Some(n) => Ok(Some(n)),
             None => Err(FieldError {
                 field: field.into(),
-                problem: format!("'{n}' is not allowed; use a whole number >= 0"),
+                problem: format!(
+                    "'{n}' is not allowed; use a whole number from 0 to {}",
+                    spec::MAX_INT32
+                ),
             }),
         },
         Some(other) => Err(FieldError {
             field: field.into(),
-            problem: format!("expected a whole number >= 0, got {}", describe(other)),
+            problem: format!(
+                "expected a whole number from 0 to {}, got {}",
+                spec::MAX_INT32,
+                describe(other)
+            ),
         }),
     }
 }
@@ -230,7 +287,7 @@ pub fn describe(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("the string '{}'", crate::spec::clip(s)),
+        Value::String(s) => format!("the string '{}'", spec::clip(s)),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),
     }
@@ -321,6 +378,59 @@ mod tests {
             let err = Isvc::from_parts(&meta("m", Some("n")), &data, "default").unwrap_err();
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    fn named(name: &str, ns: &str, predictor: Option<&str>) -> Result<(), FieldError> {
+        let data = match predictor {
+            Some(p) => json!({"spec": {"predictor": {"name": p}}}),
+            None => json!({}),
+        };
+        Isvc::from_parts(&meta(name, Some(ns)), &data, "d")?.check_names()
+    }
+
+    #[test]
+    fn names_are_checked_as_kserve_and_kubernetes_do() {
+        assert_eq!(named("qwen", "llm", Some("main")), Ok(()));
+        // `<name>-predictor` fills the 63 characters of a Service name exactly.
+        assert_eq!(named(&"q".repeat(53), "llm", None), Ok(()));
+        assert_eq!(named(&"q".repeat(48), "llm", Some("main")), Ok(()));
+        let e = named(&"q".repeat(54), "llm", None).unwrap_err();
+        assert_eq!(e.field, "metadata.name");
+        assert!(
+            e.problem.contains("64 characters") && e.problem.contains("by 1 "),
+            "{e}"
+        );
+        let e = named(&"q".repeat(49), "llm", Some("main")).unwrap_err();
+        assert_eq!(e.field, "metadata.name and spec.predictor.name");
+        for (name, ns, p, field) in [
+            ("Qwen", "llm", None, "metadata.name"),
+            ("2qwen", "llm", None, "metadata.name"),
+            ("a|b", "llm", None, "metadata.name"),
+            ("qwen", "LLM", None, "metadata.namespace"),
+            ("qwen", "l\"m", None, "metadata.namespace"),
+            (
+                "qwen",
+                "llm",
+                Some("x\"}) or vector(100) #"),
+                "spec.predictor.name",
+            ),
+            ("qwen", "llm", Some("a+"), "spec.predictor.name"),
+            ("qwen", "llm", Some("UPPER"), "spec.predictor.name"),
+            ("qwen", "llm", Some("a\nb"), "spec.predictor.name"),
+        ] {
+            let e = named(name, ns, p).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(!e.problem.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn replicas_stop_at_int32() {
+        let data = json!({"spec": {"predictor": {"maxReplicas": 2147483648u64}}});
+        let e = Isvc::from_parts(&meta("m", None), &data, "n").unwrap_err();
+        assert!(e.problem.contains("from 0 to 2147483647"), "{e}");
+        let data = json!({"spec": {"predictor": {"maxReplicas": 2147483647u64}}});
+        assert!(Isvc::from_parts(&meta("m", None), &data, "n").is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kserve_keda_webhook::certs;
+use kserve_keda_webhook::names;
 use kserve_keda_webhook::policy::{self, Policy};
 use kserve_keda_webhook::reconcile::{self, ControllerOptions};
 use kserve_keda_webhook::render;
@@ -283,6 +284,7 @@ fn render_scaling(args: &RenderArgs) -> anyhow::Result<Scaling> {
         Some(path) => load_policy(path)?.0,
         None => Policy::default(),
     };
+    names::dns1123_label(&args.namespace).map_err(|e| anyhow::anyhow!("--namespace (-n): {e}"))?;
     let labels = pairs("--namespace-label", &args.namespace_labels)?;
     Ok(Scaling::new(
         settings,
@@ -324,7 +326,12 @@ fn settings(args: &PlanningArgs) -> anyhow::Result<Settings> {
         s.prometheus_address = addr.clone();
     }
     s.monitor_labels = pairs("--monitor-label", &args.monitor_labels)?;
+    for (k, v) in &s.monitor_labels {
+        names::label_key(k).map_err(|e| anyhow::anyhow!("--monitor-label: {e}"))?;
+        names::label_value(v).map_err(|e| anyhow::anyhow!("--monitor-label {k}: {e}"))?;
+    }
     if let (Some(kind), Some(name)) = (args.trigger_auth_kind, &args.trigger_auth_name) {
+        names::dns1123_subdomain(name).map_err(|e| anyhow::anyhow!("--trigger-auth-name: {e}"))?;
         s.trigger_auth = Some(AuthRef {
             kind: match kind {
                 TriggerAuthKind::TriggerAuthentication => "TriggerAuthentication",
@@ -367,7 +374,7 @@ fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String
         .iter()
         .map(|item| match item.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => bail!("{flag}: '{item}' is not KEY=VALUE"),
+            _ => bail!("{flag}: '{}' is not KEY=VALUE", spec::clip(item)),
         })
         .collect()
 }

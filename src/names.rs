@@ -34,9 +34,156 @@ pub fn fit(name: &str, max: usize) -> String {
     format!("{stem}-{hash}")
 }
 
+/// Longest DNS-1123 label (namespaces, label values, Service names).
+pub const LABEL_MAX: usize = 63;
+/// Longest DNS-1123 subdomain (most object names, annotation-key prefixes).
+pub const SUBDOMAIN_MAX: usize = 253;
+
+/// Lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63
+/// characters: namespaces and the label part of every DNS name.
+pub fn dns1123_label(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > LABEL_MAX || !label_chars(s) {
+        return Err(format!(
+            "'{}' is not a DNS-1123 label: use 1 to {LABEL_MAX} lowercase letters, digits or '-', starting and ending with a letter or digit",
+            crate::spec::clip(s)
+        ));
+    }
+    Ok(())
+}
+
+/// DNS-1123 labels joined by `.`, at most 253 characters: object names such as a
+/// TriggerAuthentication's, and the prefix of annotation and label keys.
+pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > SUBDOMAIN_MAX || !s.split('.').all(label_chars) {
+        return Err(format!(
+            "'{}' is not a DNS-1123 subdomain: use 1 to {SUBDOMAIN_MAX} characters of lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit",
+            crate::spec::clip(s)
+        ));
+    }
+    Ok(())
+}
+
+/// What KServe accepts for an InferenceService name and `spec.predictor.name`: a DNS-1035
+/// label (starts with a letter). KServe itself sets no length; `max` is the one that the
+/// names built from it impose.
+pub fn kserve_name(s: &str, max: usize) -> Result<(), String> {
+    let starts_with_letter = s.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    if s.is_empty() || s.len() > max || !starts_with_letter || !label_chars(s) {
+        return Err(format!(
+            "'{}' is not allowed: use 1 to {max} lowercase letters, digits or '-', starting with a letter and ending with a letter or digit",
+            crate::spec::clip(s)
+        ));
+    }
+    Ok(())
+}
+
+/// A label (or annotation) key: an optional DNS-1123 subdomain prefix and `/`, then a name
+/// of 1 to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit.
+pub fn label_key(s: &str) -> Result<(), String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(p) = prefix {
+        dns1123_subdomain(p)
+            .map_err(|e| format!("the prefix of key '{}': {e}", crate::spec::clip(s)))?;
+    }
+    if !qualified_name(name) {
+        return Err(format!(
+            "'{}' is not a label key: after an optional DNS-subdomain prefix and '/', use 1 to {LABEL_MAX} letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            crate::spec::clip(s)
+        ));
+    }
+    Ok(())
+}
+
+/// A label value: empty, or 1 to 63 letters, digits, `-`, `_` or `.`, starting and ending
+/// with a letter or digit.
+pub fn label_value(s: &str) -> Result<(), String> {
+    if !s.is_empty() && !qualified_name(s) {
+        return Err(format!(
+            "'{}' is not a label value: use at most {LABEL_MAX} letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            crate::spec::clip(s)
+        ));
+    }
+    Ok(())
+}
+
+fn label_chars(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= LABEL_MAX
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn qualified_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= LABEL_MAX
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names_follow_kubernetes() {
+        for ok in ["a", "0", "a-b", "a1", &"a".repeat(63)] {
+            assert!(dns1123_label(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "a b", &"a".repeat(64)] {
+            assert!(dns1123_label(bad).is_err(), "{bad}");
+        }
+        let long = [&"a".repeat(63)[..]; 4].join(".");
+        assert_eq!(long.len(), 255);
+        for ok in ["scaling.io", "a", "a-b.c", &long[..253]] {
+            assert!(dns1123_subdomain(ok.trim_end_matches('.')).is_ok(), "{ok}");
+        }
+        for bad in ["Scaling.IO", "scaling_io", "a..b", ".a", "a.", "", &long] {
+            assert!(dns1123_subdomain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kserve_names_start_with_a_letter() {
+        assert!(kserve_name("qwen-2", 63).is_ok());
+        for bad in [
+            "2qwen",
+            "qwen-",
+            "Qwen",
+            "a|b",
+            "a+",
+            "x\"}) or vector(100) #",
+            "",
+        ] {
+            let e = kserve_name(bad, 63).unwrap_err();
+            assert!(e.contains("starting with a letter"), "{e}");
+        }
+        assert!(kserve_name(&"a".repeat(10), 9).is_err());
+    }
+
+    #[test]
+    fn label_keys_and_values() {
+        for ok in ["release", "app.kubernetes.io/name", "a_b.c-D"] {
+            assert!(label_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "Bad.Prefix/a", "a/", "a b", "-a", &"a".repeat(64)] {
+            assert!(label_key(bad).is_err(), "{bad}");
+        }
+        for ok in ["", "prometheus", "A_b.9"] {
+            assert!(label_value(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a b", "-a", "a\"b", &"a".repeat(64)] {
+            assert!(label_value(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn deployment_names_follow_kserve() {

@@ -162,6 +162,7 @@ fn unmanaged(isvc: &Isvc, settings: &Settings) -> Plan {
 
 fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<Plan, PlanError> {
     let isvc = input.isvc;
+    isvc.check_names()?;
     let prefix = settings.prefix.as_str();
     let mut plan = Plan::default();
 
@@ -640,6 +641,7 @@ fn warnings(
             }
         }
     }
+    out.extend(spec.warnings.iter().cloned());
     if !has_monitor && !server_metrics.is_empty() {
         out.push(format!(
             "{prefix}/monitor is none: the triggers select series by 'namespace' and the pod labels serving.kserve.io/inferenceservice, component and app (podTargetLabels); your scrape must add them"

@@ -202,10 +202,12 @@ impl Policy {
             .annotation_prefix
             .clone()
             .unwrap_or_else(|| Settings::default().prefix);
-        if prefix.is_empty() || prefix.contains('/') || prefix.contains(char::is_whitespace) {
+        // Every annotation key is `<prefix>/<name>`, and the API server refuses a key whose
+        // prefix is not a DNS-1123 subdomain: with such a prefix no annotation could be set.
+        if let Err(e) = crate::names::dns1123_subdomain(&prefix) {
             return bad(
                 "defaults.annotationPrefix".into(),
-                format!("'{prefix}' is not a DNS-style prefix such as scaling.io"),
+                format!("{e}; it prefixes annotation keys, for example scaling.io"),
             );
         }
         check_defaults("defaults", &self.defaults)?;
@@ -448,10 +450,24 @@ fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
                 "custom has no default target; its users set it".into(),
             );
         }
-        if !(t.is_finite() && *t > 0.0) {
+        if let Err(e) = spec::check_target(*t) {
+            return bad(&format!("targets.{s}"), format!("'{t}' {e}"));
+        }
+    }
+    // KEDA's ScaledObject fields are int32.
+    for (f, n) in [
+        ("pollingInterval", d.polling_interval),
+        ("cooldownPeriod", d.cooldown_period),
+        ("minReplicas", d.min_replicas),
+        ("maxReplicas", d.max_replicas),
+    ] {
+        if let Some(n) = n.filter(|n| *n > spec::MAX_INT32) {
             return bad(
-                &format!("targets.{s}"),
-                format!("'{t}' is not a number greater than 0"),
+                f,
+                format!(
+                    "{n} is not allowed; use a whole number up to {}",
+                    spec::MAX_INT32
+                ),
             );
         }
     }

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 use tracing::warn;
 
@@ -22,6 +23,22 @@ use crate::settings::Settings;
 /// Largest AdmissionReview accepted. An InferenceService is stored in etcd (1.5 MiB limit)
 /// and a review holds the new and the old object, so 4 MiB fits every legitimate request.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Request bodies held in memory at once, over all connections, in each of two pools: one
+/// for ordinary reviews (a few kilobytes; up to [`SMALL_BODY`]), one for larger ones. A
+/// burst of maximum-size reviews waits its turn instead of growing the heap by 4 MiB (and
+/// their parsed form) per connection, and cannot hold up the ordinary ones.
+pub const MAX_BODIES_IN_FLIGHT: usize = 2 * MAX_BODY;
+
+/// Bodies up to this size (declared by Content-Length) use the pool for ordinary reviews.
+pub const SMALL_BODY: usize = 64 * 1024;
+
+/// How long a review may wait for room in [`MAX_BODIES_IN_FLIGHT`] before it is turned away
+/// with 429; well inside the API server's default 10 s webhook timeout.
+pub const BODY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Budget units are KiB so the largest body fits a semaphore's `u32` permit count.
+const UNIT: usize = 1024;
 
 /// Readiness: up once listening (and, with the controller, once its caches have synced);
 /// down again as soon as shutdown begins so the endpoints drop this replica first.
@@ -62,6 +79,24 @@ pub struct AppState {
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub readiness: Readiness,
+    /// Room for request bodies, in KiB (see [`MAX_BODIES_IN_FLIGHT`]).
+    pub body_budget: BodyBudget,
+}
+
+/// The two pools of room for request bodies.
+#[derive(Clone)]
+pub struct BodyBudget {
+    small: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        BodyBudget {
+            small: Arc::new(Semaphore::new(MAX_BODIES_IN_FLIGHT / UNIT)),
+            large: Arc::new(Semaphore::new(MAX_BODIES_IN_FLIGHT / UNIT)),
+        }
+    }
 }
 
 impl AppState {
@@ -78,6 +113,7 @@ impl AppState {
             metrics,
             registry: Arc::new(registry),
             readiness,
+            body_budget: BodyBudget::default(),
         }
     }
 }
@@ -126,9 +162,81 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+/// Takes room for the body from the shared budget before reading it: the declared length,
+/// or the maximum when the client streams without one. Waits up to [`BODY_QUEUE_WAIT`].
+async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes\n"),
+        )
+            .into_response();
+    }
+    let size = declared.unwrap_or(MAX_BODY);
+    let pool = if size <= SMALL_BODY {
+        &state.body_budget.small
+    } else {
+        &state.body_budget.large
+    };
+    let units = u32::try_from(size.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
+    let permit =
+        tokio::time::timeout(BODY_QUEUE_WAIT, pool.clone().acquire_many_owned(units)).await;
+    let _permit = match permit {
+        Ok(Ok(p)) => p,
+        _ => {
+            state
+                .metrics
+                .admission_requests
+                .get_or_create(&OutcomeLabels { outcome: "shed" })
+                .inc();
+            warn!(bytes = ?declared, "too many large reviews in flight; answered 429");
+            discard(request).await;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "too many large admission reviews in flight; retry\n",
+            )
+                .into_response();
+        }
+    };
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "cannot read the body: {}\n",
+                    crate::spec::clip_to(&e.to_string(), 200)
+                ),
+            )
+                .into_response();
+        }
+    };
+    answer(&state, &body)
+}
+
+/// Reads and drops up to [`MAX_BODY`] bytes of a body that will not be used, one chunk at a
+/// time, so the client gets to read the answer instead of a reset while it is still sending.
+async fn discard(request: Request) {
+    use futures::StreamExt;
+    let mut stream = request.into_body().into_data_stream();
+    let mut seen = 0;
+    while seen <= MAX_BODY {
+        match stream.next().await {
+            Some(Ok(chunk)) => seen += chunk.len(),
+            _ => break,
+        }
+    }
+}
+
+fn answer(state: &AppState, body: &Bytes) -> Response {
     let started = Instant::now();
-    let result = admission::review(&body, &state.scaling);
+    let result = admission::review(body, &state.scaling);
     let outcome = match &result {
         Ok((_, o, findings)) => {
             for (mode, n) in [("warn", findings.warned), ("audit", findings.audited)] {
@@ -157,7 +265,9 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
         Ok((bytes, _, _)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => {
             warn!(error = %e, "rejected a body that is not an AdmissionReview");
-            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+            // Decoder errors can quote the input; keep the answer short and on one line.
+            let text = crate::spec::clip_to(&e.to_string(), 512);
+            (StatusCode::BAD_REQUEST, format!("{text}\n")).into_response()
         }
     }
 }

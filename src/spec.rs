@@ -88,19 +88,43 @@ pub struct ScalingSpec {
     pub alerts: Option<bool>,
     /// Targets given for strategies that were not requested: harmless, but worth saying.
     pub unused: Vec<String>,
+    /// Admission warnings about values that are accepted but may not do what was meant.
+    pub warnings: Vec<String>,
 }
+
+/// The largest replica count, polling interval or cooldown: KEDA's ScaledObject fields are
+/// `int32`.
+pub const MAX_INT32: u32 = i32::MAX as u32;
+
+/// The smallest target KEDA can pass on: it turns thresholds into milli-units with three
+/// decimals, so anything smaller becomes 0, and the HPA refuses a target of 0.
+pub const MIN_TARGET: f64 = 0.001;
+
+/// The largest target: the HPA computes in int64 milli-units (at most about 9.2e15 whole
+/// units); this round bound stays below that and is exact as a float.
+pub const MAX_TARGET: f64 = 9e15;
 
 /// Shortens a user value for an error message so a huge annotation cannot flood a response.
 pub fn clip(s: &str) -> String {
     clip_to(s, 64)
 }
 
-/// `s` cut to `max` characters, with `...` when something was cut.
+/// `s` cut to `max` characters, with `...` when something was cut. Control characters are
+/// escaped (`\n`, `\u{1b}`), so a value can never break a message or a log line apart.
 pub fn clip_to(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_string(),
+    let mut out = String::new();
+    for (shown, c) in s.chars().enumerate() {
+        if shown == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// The annotations under `prefix/` that are requests (not records written back by us).
@@ -159,14 +183,23 @@ pub fn parse(
                 let a = non_negative(value).map_err(&bad)?;
                 spec.activations.entry(only).or_insert(a);
             }
-            keys::MIN_REPLICAS => spec.min_replicas = Some(whole(value, 0).map_err(&bad)?),
-            keys::MAX_REPLICAS => spec.max_replicas = Some(whole(value, 1).map_err(&bad)?),
-            keys::POLLING_INTERVAL => spec.polling_interval = Some(whole(value, 1).map_err(&bad)?),
-            keys::COOLDOWN_PERIOD => spec.cooldown_period = Some(whole(value, 0).map_err(&bad)?),
+            keys::MIN_REPLICAS => {
+                spec.min_replicas = Some(whole(value, 0, MAX_INT32).map_err(&bad)?)
+            }
+            keys::MAX_REPLICAS => {
+                spec.max_replicas = Some(whole(value, 1, MAX_INT32).map_err(&bad)?)
+            }
+            keys::POLLING_INTERVAL => {
+                spec.polling_interval = Some(whole(value, 1, MAX_INT32).map_err(&bad)?)
+            }
+            keys::COOLDOWN_PERIOD => {
+                spec.cooldown_period = Some(whole(value, 0, MAX_INT32).map_err(&bad)?)
+            }
             keys::WINDOW => {
-                if !is_prometheus_duration(value) {
+                let ms = prometheus_duration(value).map_err(&bad)?;
+                if ms == 0 {
                     return Err(bad(format!(
-                        "'{}' is not a Prometheus duration; use for example 30s, 1m, 5m or 1m30s",
+                        "'{}' is an empty window; use a duration above 0, for example 1m",
                         clip(value)
                     )));
                 }
@@ -189,6 +222,14 @@ pub fn parse(
                 if value.trim().is_empty() {
                     return Err(bad(
                         "is empty; give a PromQL query that returns one series".into()
+                    ));
+                }
+                let parsed = promql_parser::parser::parse(value)
+                    .map_err(|e| bad(format!("is not valid PromQL: {}", clip_to(e.trim(), 160))))?;
+                if spec.strategies.contains(&Strategy::Custom) && !single_series(&parsed) {
+                    spec.warnings.push(format!(
+                        "{} may return more than one series, and KEDA fails a query that does; wrap it in an aggregation such as sum(...) or max(...) without 'by'",
+                        clip(&full(short))
                     ));
                 }
                 spec.query = Some(value.to_string());
@@ -224,20 +265,11 @@ pub fn parse(
                 })
             }
             keys::METRICS_PORT => {
-                let port = whole(value, 1).map_err(&bad)?;
-                spec.metrics_port = Some(u16::try_from(port).map_err(|_| {
-                    bad(format!(
-                        "'{value}' is not a port; use a number from 1 to 65535"
-                    ))
-                })?);
+                let port = whole(value, 1, u32::from(u16::MAX)).map_err(&bad)?;
+                spec.metrics_port = u16::try_from(port).ok();
             }
             keys::METRICS_PATH => {
-                if !value.starts_with('/') || value.chars().any(char::is_whitespace) {
-                    return Err(bad(format!(
-                        "'{}' is not an HTTP path; it must start with '/' and contain no spaces",
-                        clip(value)
-                    )));
-                }
+                check_metrics_path(value).map_err(&bad)?;
                 spec.metrics_path = Some(value.to_string());
             }
             _ => {
@@ -258,7 +290,63 @@ pub fn parse(
             }
         }
     }
+    for (kind, pair) in [
+        ("target", [TARGET_ITL, TARGET_TPOT]),
+        ("activation target", [ACTIVATION_ITL, ACTIVATION_TPOT]),
+    ] {
+        if pair.iter().all(|k| annotations.contains_key(&full(k))) {
+            // Keys are read in sorted order, so the `-tpot` one is stored last and wins.
+            spec.warnings.push(format!(
+                "{} and {} both set the inter-token latency {kind} (tpot is another name for itl); {} is used",
+                full(pair[0]),
+                full(pair[1]),
+                full(pair[1])
+            ));
+        }
+    }
     Ok(Some(spec))
+}
+
+const TARGET_ITL: &str = "target-itl";
+const TARGET_TPOT: &str = "target-tpot";
+const ACTIVATION_ITL: &str = "activation-target-itl";
+const ACTIVATION_TPOT: &str = "activation-target-tpot";
+
+/// Whether a parsed query yields at most one series: an aggregation without grouping, a
+/// scalar, or functions and arithmetic over such.
+fn single_series(e: &promql_parser::parser::Expr) -> bool {
+    use promql_parser::parser::value::ValueType;
+    use promql_parser::parser::{Expr, LabelModifier};
+    match e {
+        Expr::Aggregate(a) => {
+            let grouped = match &a.modifier {
+                None => false,
+                Some(LabelModifier::Include(l)) => !l.labels.is_empty(),
+                Some(LabelModifier::Exclude(_)) => true,
+            };
+            let op = a.op.to_string();
+            !grouped
+                && !matches!(
+                    op.as_str(),
+                    "topk" | "bottomk" | "count_values" | "limitk" | "limit_ratio"
+                )
+        }
+        Expr::NumberLiteral(_) => true,
+        Expr::Paren(p) => single_series(&p.expr),
+        Expr::Unary(u) => single_series(&u.expr),
+        Expr::Binary(b) => single_series(&b.lhs) && single_series(&b.rhs),
+        Expr::Call(c) => {
+            c.func.return_type == ValueType::Scalar
+                || c.func.name == "vector"
+                || c.args.args.iter().any(|a| single_series(a))
+                    && c.args
+                        .args
+                        .iter()
+                        .filter(|a| a.value_type() == ValueType::Vector)
+                        .all(|a| single_series(a))
+        }
+        _ => false,
+    }
 }
 
 /// Stores a per-strategy value; a per-strategy key wins over the single-strategy shorthand.
@@ -328,76 +416,210 @@ fn number(value: &str) -> Result<f64, String> {
     }
 }
 
-/// A target: a finite number greater than 0. Shared by annotations and the CLI defaults.
+/// What a target may be, for messages.
+const TARGET_RANGE: &str = "use a number from 0.001 to 9000000000000000 (KEDA keeps three decimals and the HPA needs a target above 0)";
+
+/// A target: a number KEDA turns into a positive milli-quantity. Shared by annotations, the
+/// policy and the CLI defaults.
 pub fn positive(value: &str) -> Result<f64, String> {
-    let n = number(value).map_err(|e| format!("{e}; use a number greater than 0"))?;
-    if n <= 0.0 {
+    let n = number(value).map_err(|e| format!("{e}; {TARGET_RANGE}"))?;
+    check_target(n).map_err(|e| format!("'{}' {e}", clip(value)))?;
+    Ok(n)
+}
+
+/// [`positive`] for a number already parsed (policy files).
+pub fn check_target(n: f64) -> Result<(), String> {
+    if !(MIN_TARGET..=MAX_TARGET).contains(&n) {
+        return Err(format!("is not allowed; {TARGET_RANGE}"));
+    }
+    Ok(())
+}
+
+/// An activation target: any finite number from 0 (KEDA compares it as a float). `-0` is 0.
+fn non_negative(value: &str) -> Result<f64, String> {
+    let n = number(value).map_err(|e| format!("{e}; use a number from 0"))?;
+    if n < 0.0 {
         return Err(format!(
-            "'{value}' is not allowed; use a number greater than 0"
+            "'{}' is negative; use a number from 0",
+            clip(value)
         ));
     }
-    Ok(n)
+    // `-0` parses as negative zero, which would be written back as "-0".
+    Ok(n + 0.0)
 }
 
-fn non_negative(value: &str) -> Result<f64, String> {
-    let n = number(value).map_err(|e| format!("{e}; use a number >= 0"))?;
-    if n < 0.0 {
-        return Err(format!("'{value}' is negative; use a number >= 0"));
-    }
-    Ok(n)
-}
-
-fn whole(value: &str, min: u32) -> Result<u32, String> {
+/// A whole number in `min..=max`; the message states both bounds.
+pub fn whole(value: &str, min: u32, max: u32) -> Result<u32, String> {
     match value.trim().parse::<u32>() {
-        Ok(n) if n >= min => Ok(n),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "'{}' is not allowed; use a whole number >= {min}",
+            "'{}' is not allowed; use a whole number from {min} to {max}",
             clip(value)
         )),
     }
 }
 
-/// An http(s) URL with a host. Shared by annotations and the CLI defaults.
+/// A path Prometheus can scrape: starts with `/`, no query, fragment, quotes, spaces or
+/// control characters (prometheus-operator puts it into the scrape configuration as is).
+fn check_metrics_path(value: &str) -> Result<(), String> {
+    let bad = value.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '"' | '\'' | '\\' | '`')
+    });
+    if !value.starts_with('/') || bad.is_some() || value.len() > 1024 {
+        return Err(format!(
+            "'{}' is not allowed; use an HTTP path of at most 1024 characters that starts with '/' and has no '?', '#', quotes, backslashes, spaces or control characters",
+            clip(value)
+        ));
+    }
+    Ok(())
+}
+
+/// The Prometheus base URL KEDA queries. KEDA appends `/api/v1/query?query=...` to it as
+/// text, so it must be `http(s)://host[:port]` with at most a path prefix (a Prometheus
+/// behind a proxy) that has no trailing `/`, no query and no fragment. Shared by
+/// annotations, the policy and the CLI defaults.
 pub fn check_url(value: &str) -> Result<(), String> {
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"));
-    match rest {
-        Some(host)
-            if !host.is_empty()
-                && !host.starts_with('/')
-                && !value.contains(char::is_whitespace) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "'{}' is not an http(s) URL; use for example http://prometheus-operated.monitoring.svc:9090",
+    let fail = |why: &str| {
+        Err(format!(
+            "'{}' is not allowed: {why}; use http(s)://host[:port][/path-prefix], for example http://prometheus-operated.monitoring.svc:9090",
             clip(value)
-        )),
+        ))
+    };
+    let Some(rest) = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+    else {
+        return fail("the scheme must be http:// or https://");
+    };
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return fail("it contains spaces or control characters");
     }
+    if value.contains('?') {
+        return fail("KEDA appends its own query string, so the address cannot have one");
+    }
+    if value.contains('#') {
+        return fail("it has a fragment ('#')");
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return fail("credentials do not belong in the address; use a TriggerAuthentication");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return fail("the host is not valid"),
+            },
+            None => return fail("the host is not valid"),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let v6 = authority.starts_with('[');
+    let host_ok = !host.is_empty()
+        && host.len() <= crate::names::SUBDOMAIN_MAX
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || (v6 && c == ':'));
+    if !host_ok {
+        return fail("the host is not valid");
+    }
+    if let Some(p) = port {
+        let n = p
+            .parse::<u32>()
+            .ok()
+            .filter(|_| p.chars().all(|c| c.is_ascii_digit()));
+        if !n.is_some_and(|n| (1..=65535).contains(&n)) {
+            return fail("the port must be a number from 1 to 65535");
+        }
+    }
+    if !path.is_empty() {
+        let segments_ok = path[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+        });
+        if !segments_ok {
+            return fail(
+                "the path may only be a prefix such as /prometheus (letters, digits, '-', '.', '_', '~'; no empty segment or trailing '/'), because KEDA appends /api/v1/query to it",
+            );
+        }
+        if path.contains("/api/v1") {
+            return fail(
+                "give the base address without /api/v1: KEDA appends /api/v1/query itself",
+            );
+        }
+    }
+    Ok(())
 }
 
-/// Prometheus durations: one or more `<number><unit>` with units ms, s, m, h, d, w, y.
-pub fn is_prometheus_duration(value: &str) -> bool {
+/// Units of a Prometheus duration, largest first, with their length in milliseconds.
+const DURATION_UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 24 * 3_600_000),
+    ("w", 7 * 24 * 3_600_000),
+    ("d", 24 * 3_600_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// A Prometheus duration in milliseconds, by Prometheus' own grammar: `0`, or
+/// `<digits><unit>` parts with units y, w, d, h, m, s, ms, each at most once and largest
+/// first, the total within what Go's time.Duration holds (2^63-1 ns).
+pub fn prometheus_duration(value: &str) -> Result<u64, String> {
+    let fail = |why: &str| {
+        Err(format!(
+            "'{}' is not a Prometheus duration ({why}); use whole numbers with units y, w, d, h, m, s, ms, largest first and each at most once, for example 30s, 5m or 1m30s",
+            clip(value)
+        ))
+    };
+    if value == "0" {
+        return Ok(0);
+    }
+    if value.is_empty() {
+        return fail("it is empty");
+    }
+    // Nanoseconds, as Prometheus counts them, to find the same overflow it does.
+    const LIMIT_NS: u128 = i64::MAX as u128;
+    let mut total_ns: u128 = 0;
     let mut rest = value;
-    if rest.is_empty() {
-        return false;
-    }
+    let mut next_unit = 0;
     while !rest.is_empty() {
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return false;
+            return fail("a number must come before each unit");
         }
+        let Ok(n) = rest[..digits].parse::<u64>() else {
+            return fail("a number is too large");
+        };
         rest = &rest[digits..];
-        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
-            .into_iter()
-            .find(|u| rest.starts_with(u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
+        let letters = rest.bytes().take_while(|b| !b.is_ascii_digit()).count();
+        let unit = &rest[..letters];
+        rest = &rest[letters..];
+        let Some(pos) = DURATION_UNITS.iter().position(|(u, _)| *u == unit) else {
+            return fail("each number needs one of the units y, w, d, h, m, s, ms");
+        };
+        if pos < next_unit {
+            return fail("units must go from largest to smallest, each at most once");
+        }
+        next_unit = pos + 1;
+        total_ns += u128::from(n) * u128::from(DURATION_UNITS[pos].1) * 1_000_000;
+        if total_ns > LIMIT_NS {
+            return fail("it is longer than about 292 years");
         }
     }
-    true
+    Ok((total_ns / 1_000_000) as u64)
 }
 
 #[cfg(test)]
@@ -449,7 +671,7 @@ mod tests {
         for bad in ["abc", "-1", "0", "NaN", "inf", ""] {
             let e = parse_err(&[("strategy", "queue"), ("target", bad)]);
             assert_eq!(e.key, "scaling.io/target", "{bad}");
-            assert!(e.problem.contains("greater than 0"), "{e}");
+            assert!(e.problem.contains("use a number from 0.001 to"), "{e}");
         }
         let e = parse_err(&[("strategy", "queue"), ("target-queue", "-3")]);
         assert_eq!(e.key, "scaling.io/target-queue");
@@ -578,13 +800,234 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        for ok in ["30s", "1m", "1m30s", "500ms", "2h", "1d"] {
-            assert!(is_prometheus_duration(ok), "{ok}");
+    fn durations_follow_the_prometheus_grammar() {
+        for (ok, ms) in [
+            ("30s", 30_000),
+            ("1m", 60_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("2h", 7_200_000),
+            ("1d", 86_400_000),
+            (
+                "1y2w3d4h5m6s7ms",
+                31_536_000_000
+                    + 2 * 604_800_000
+                    + 3 * 86_400_000
+                    + 4 * 3_600_000
+                    + 5 * 60_000
+                    + 6_000
+                    + 7,
+            ),
+            ("0", 0),
+            ("0s", 0),
+            ("292y", 292 * 31_536_000_000),
+        ] {
+            assert_eq!(prometheus_duration(ok), Ok(ms), "{ok}");
         }
-        for bad in ["", "1", "m", "1 m", "1.5m", "-1m", "1mm"] {
-            assert!(!is_prometheus_duration(bad), "{bad}");
+        for bad in [
+            "",
+            "1",
+            "m",
+            "1 m",
+            "1.5m",
+            "-1m",
+            "1mm",
+            "1m1h",
+            "5m5m",
+            "1s1m",
+            "1ms1s",
+            "1M",
+            "293y",
+            "106752d",
+            "99999999999999999999s",
+            "1h-",
+            "1µs",
+        ] {
+            let e = prometheus_duration(bad).unwrap_err();
+            assert!(e.contains("is not a Prometheus duration"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_window_must_be_longer_than_zero() {
+        for zero in ["0", "0s", "0m0s"] {
+            let e = parse_err(&[("strategy", "queue"), ("window", zero)]);
+            assert!(e.problem.contains("above 0"), "{e}");
+        }
+        let e = parse_err(&[("strategy", "queue"), ("window", "1m1h")]);
+        assert!(e.problem.contains("largest to smallest"), "{e}");
+    }
+
+    #[test]
+    fn counts_stop_at_int32_and_say_both_bounds() {
+        for (key, min) in [
+            ("min-replicas", 0),
+            ("max-replicas", 1),
+            ("polling-interval", 1),
+            ("cooldown-period", 0),
+        ] {
+            let ok = parse_ok(&[("strategy", "queue"), (key, "2147483647")]);
+            assert!(format!("{ok:?}").contains("2147483647"), "{key}");
+            for bad in ["2147483648", "4294967295", "4294967296"] {
+                let e = parse_err(&[("strategy", "queue"), (key, bad)]);
+                assert!(
+                    e.problem
+                        .contains(&format!("a whole number from {min} to 2147483647")),
+                    "{key}={bad}: {e}"
+                );
+            }
+        }
+        let e = parse_err(&[("strategy", "queue"), ("metrics-port", "65536")]);
+        assert!(e.problem.contains("from 1 to 65535"), "{e}");
+    }
+
+    #[test]
+    fn targets_keda_would_turn_into_zero_or_overflow_are_refused() {
+        for bad in ["0.0009", "0.0001", "1e-9", "1e16", "9000000000000001.5"] {
+            let e = parse_err(&[("strategy", "queue"), ("target", bad)]);
+            assert!(
+                e.problem.contains("from 0.001 to 9000000000000000"),
+                "{bad}: {e}"
+            );
+        }
+        for ok in ["0.001", "9000000000000000"] {
+            parse_ok(&[("strategy", "queue"), ("target", ok)]);
+        }
+    }
+
+    #[test]
+    fn negative_zero_activation_is_zero() {
+        let spec = parse_ok(&[("strategy", "queue"), ("activation-target", "-0")]);
+        let a = spec.activations[&Strategy::Queue];
+        assert!(a == 0.0 && a.is_sign_positive(), "{a}");
+        assert_eq!(format!("{a}"), "0");
+    }
+
+    #[test]
+    fn prometheus_addresses_keda_can_extend() {
+        for ok in [
+            "http://prometheus-operated.monitoring.svc:9090",
+            "https://thanos.example:10902",
+            "http://10.0.0.1",
+            "http://[::1]:9090",
+            "http://mimir.monitoring/prometheus",
+            "http://a:1",
+            "http://a:65535",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("prometheus:9090", "scheme"),
+            ("ftp://p:9090", "scheme"),
+            ("http://p:99999", "port"),
+            ("http://p:0", "port"),
+            ("http://p:", "port"),
+            ("http://p:+80", "port"),
+            ("http://p\n:9090", "control"),
+            ("http://p:9090\u{7}", "control"),
+            ("http://p:9090?x=1", "query"),
+            ("http://p:9090#top", "fragment"),
+            ("http://p:9090/", "path"),
+            ("http://p:9090//x", "path"),
+            ("http://p:9090/a/../b", "path"),
+            ("http://p:9090/api/v1", "/api/v1"),
+            ("http://p:9090/x/api/v1/query", "/api/v1"),
+            ("http://user:pw@p:9090", "credentials"),
+            ("http://", "host"),
+            ("http:///x", "host"),
+            ("http://p_q:9090", "host"),
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n') && !e.contains('\u{7}'), "{e}");
+        }
+    }
+
+    #[test]
+    fn metrics_paths_are_plain_paths() {
+        parse_ok(&[("strategy", "queue"), ("metrics-path", "/metrics/v2-x_y.z")]);
+        for bad in [
+            "metrics", "/m?x=1", "/m#a", "/m\"", "/m'", "/m x", "/m\n", "/m\\x",
+        ] {
+            let e = parse_err(&[("strategy", "queue"), ("metrics-path", bad)]);
+            assert_eq!(e.key, "scaling.io/metrics-path", "{bad}");
+            assert!(!e.problem.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn custom_queries_are_parsed() {
+        let e = parse_err(&[("strategy", "custom"), ("query", "sum(rate(x[1m])")]);
+        assert_eq!(e.key, "scaling.io/query");
+        assert!(e.problem.contains("is not valid PromQL"), "{e}");
+        let e = parse_err(&[("strategy", "custom"), ("query", "x\"}) or vector(100) #")]);
+        assert!(e.problem.contains("is not valid PromQL"), "{e}");
+        for single in [
+            "sum(rate(x[1m]))",
+            "max(x) / 2",
+            "sum(a) / sum(b)",
+            "scalar(x)",
+            "round(avg(x{a=\"b\"}))",
+            "clamp_min(sum(x), 1)",
+            "(sum by () (x))",
+            "vector(1)",
+            "-sum(x)",
+        ] {
+            let spec = parse_ok(&[("strategy", "custom"), ("query", single)]);
+            assert!(spec.warnings.is_empty(), "{single}: {:?}", spec.warnings);
+        }
+        for many in [
+            "x",
+            "rate(x[1m])",
+            "sum by (pod) (x)",
+            "sum without (pod) (x)",
+            "sum without () (x)",
+            "topk(3, x)",
+            "sum(a) / b",
+        ] {
+            let spec = parse_ok(&[("strategy", "custom"), ("query", many)]);
+            assert_eq!(spec.warnings.len(), 1, "{many}");
+            assert!(spec.warnings[0].contains("more than one series"), "{many}");
+        }
+    }
+
+    #[test]
+    fn itl_and_tpot_targets_together_warn_and_tpot_wins() {
+        let spec = parse_ok(&[
+            ("strategy", "itl"),
+            ("target-itl", "0.05"),
+            ("target-tpot", "0.2"),
+        ]);
+        assert_eq!(spec.targets[&Strategy::Itl], 0.2);
+        assert_eq!(spec.warnings.len(), 1, "{:?}", spec.warnings);
+        assert!(
+            spec.warnings[0].ends_with("scaling.io/target-tpot is used"),
+            "{}",
+            spec.warnings[0]
+        );
+        let spec = parse_ok(&[
+            ("strategy", "itl"),
+            ("activation-target-itl", "0.05"),
+            ("activation-target-tpot", "0.2"),
+        ]);
+        assert_eq!(spec.activations[&Strategy::Itl], 0.2);
+        assert!(
+            spec.warnings[0].contains("activation target"),
+            "{:?}",
+            spec.warnings
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_messages() {
+        let e = parse_err(&[
+            ("strategy", "queue"),
+            ("runtime", "vllm\nINJECTED: yes\u{1b}[31m"),
+        ]);
+        let text = e.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("vllm\\nINJECTED"), "{text}");
+        assert!(text.contains("\\u{1b}"), "{text}");
     }
 
     #[test]

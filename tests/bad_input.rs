@@ -65,12 +65,12 @@ async fn bad_bodies_get_clear_answers_and_the_server_keeps_serving() {
         (
             "wrong apiVersion",
             with(&|v| v["apiVersion"] = json!("admission.k8s.io/v1beta1")),
-            Expect::BadRequest("only admission.k8s.io/v1 is served"),
+            Expect::BadRequest("apiVersion 'admission.k8s.io/v1beta1'; only admission.k8s.io/v1"),
         ),
         (
             "wrong kind",
             with(&|v| v["kind"] = json!("ConfigMap")),
-            Expect::BadRequest("kind ConfigMap"),
+            Expect::BadRequest("the body has kind 'ConfigMap'; only AdmissionReview is served"),
         ),
         (
             "request of the wrong type",
@@ -358,4 +358,87 @@ async fn a_slow_request_in_flight_completes_after_shutdown_is_requested() {
             .is_err(),
         "the listener is closed"
     );
+}
+
+/// A review of almost `size` bytes (a large annotation outside the prefix).
+fn large_review(size: usize) -> Vec<u8> {
+    let mut object = isvc("qwen", Some(json!({"scaling.io/strategy": "queue"})));
+    object["metadata"]["annotations"]["example.com/blob"] = json!("z".repeat(size - 4096));
+    body(&review("CREATE", &object, None, false))
+}
+
+/// Opens a TLS connection that announces a `len`-byte review and sends only its start, so
+/// the server holds room for the whole body while it waits for the rest.
+async fn stalled_upload(server: &TestServer, len: usize) -> TlsStream<TcpStream> {
+    let mut s = tls(server).await;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n{{\"apiVersion\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn large_bodies_wait_for_room_and_are_shed_while_small_ones_pass() {
+    use kserve_keda_webhook::server::{MAX_BODIES_IN_FLIGHT, MAX_BODY};
+    let server = TestServer::start(Settings::default()).await;
+    let big = large_review(MAX_BODY - 1024);
+    assert!(big.len() <= MAX_BODY);
+    // Uploads that never finish take all the room for large bodies.
+    let mut stalled = Vec::new();
+    for _ in 0..MAX_BODIES_IN_FLIGHT / MAX_BODY {
+        stalled.push(stalled_upload(&server, MAX_BODY).await);
+    }
+    // Give the server time to see the heads; an ordinary review passes meanwhile.
+    still_serves(&server, "stalled large uploads").await;
+
+    let client = server.client();
+    let resp = client
+        .post(format!("{}/mutate", server.url))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .expect("a shed review is answered, not reset");
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("too many large admission reviews"), "{text}");
+    still_serves(&server, "a shed large review").await;
+
+    drop(stalled);
+    // With the room back, concurrent large reviews are all answered: at once or after
+    // waiting their turn, or shed with 429; never an error, and never all shed.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, big) = (server.client(), server.url.clone(), big.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(format!("{url}/mutate"))
+                .header("content-type", "application/json")
+                .body(big)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let v: Option<Value> = resp.json().await.ok();
+            (status, v)
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            200 => {
+                let v = v.expect("a review answer");
+                assert_eq!(v["response"]["allowed"], true, "{v}");
+                answered += 1;
+            }
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(answered > 0, "every large review was shed");
+    still_serves(&server, "concurrent large reviews").await;
 }

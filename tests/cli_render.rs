@@ -280,3 +280,153 @@ fn upstream_samples_render_or_are_refused_clearly() {
     }
     assert!(seen > 0);
 }
+
+#[test]
+fn flags_that_reach_object_names_and_labels_are_checked() {
+    for (args, needle) in [
+        (
+            vec!["--monitor-label", "Bad Key=x"],
+            "--monitor-label: 'Bad Key' is not a label key",
+        ),
+        (
+            vec!["--monitor-label", "release=has space"],
+            "--monitor-label release: 'has space' is not a label value",
+        ),
+        (
+            vec!["--monitor-label", "Example.COM/a=b"],
+            "--monitor-label: the prefix of key 'Example.COM/a'",
+        ),
+        (
+            vec![
+                "--trigger-auth-kind",
+                "TriggerAuthentication",
+                "--trigger-auth-name",
+                "Bad Name",
+            ],
+            "--trigger-auth-name: 'Bad Name' is not a DNS-1123 subdomain",
+        ),
+        (
+            vec!["-n", "te\"am"],
+            "--namespace (-n): 'te\"am' is not a DNS-1123 label",
+        ),
+        (vec!["-n", &"n".repeat(64)], "is not a DNS-1123 label"),
+        (
+            vec!["--prometheus-address", "http://p:99999"],
+            "--prometheus-address: 'http://p:99999' is not allowed: the port",
+        ),
+    ] {
+        let out = render_stdin(MINIMAL, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = render_stdin(
+        MINIMAL,
+        &[
+            "--monitor-label",
+            "app.kubernetes.io/part-of=llm",
+            "--monitor-label",
+            "empty=",
+            "--trigger-auth-kind",
+            "TriggerAuthentication",
+            "--trigger-auth-name",
+            "prom.auth-1",
+            "-n",
+            &"n".repeat(63),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn policy_annotation_prefixes_must_be_valid_annotation_key_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = vec!["a".repeat(63); 4].join(".");
+    for prefix in ["Scaling.IO", "scaling_io", "a..b", "-a.io", &long] {
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(
+            &path,
+            format!("defaults:\n  annotationPrefix: \"{prefix}\"\n"),
+        )
+        .unwrap();
+        let out = bin()
+            .args(["policy", "check", "--policy"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{prefix}");
+        assert!(
+            err.contains("defaults.annotationPrefix")
+                && err.contains("is not a DNS-1123 subdomain"),
+            "{prefix}: {err}"
+        );
+    }
+    let path = dir.path().join("ok.yaml");
+    std::fs::write(
+        &path,
+        "defaults:\n  annotationPrefix: autoscaling.example-1.com\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["policy", "check", "--policy"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn names_kserve_or_kubernetes_would_refuse_are_denied_with_the_field() {
+    let with = |name: &str, predictor: &str| {
+        format!(
+            "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: '{name}'\n  annotations:\n    scaling.io/strategy: queue\nspec:\n  predictor:\n    name: '{predictor}'\n    model:\n      modelFormat:\n        name: huggingface\n"
+        )
+    };
+    for (name, predictor, field) in [
+        ("m", "x\"}) or vector(100) #", "spec.predictor.name"),
+        ("m", "a|b", "spec.predictor.name"),
+        ("m", "UPPER", "spec.predictor.name"),
+        ("Model", "main", "metadata.name"),
+        (
+            "m",
+            &"p".repeat(60),
+            "metadata.name and spec.predictor.name",
+        ),
+    ] {
+        let out = render_stdin(&with(name, predictor), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}/{predictor}: {err}");
+        assert!(err.contains(field), "{name}/{predictor}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn negative_zero_activation_renders_as_zero() {
+    let input = MINIMAL.replace(
+        "scaling.io/strategy: queue\n",
+        "scaling.io/strategy: queue\n    scaling.io/activation-target: \"-0\"\n",
+    );
+    let out = render_stdin(&input, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = docs(&out);
+    let so = d.iter().find(|d| d["kind"] == "ScaledObject").unwrap();
+    assert_eq!(
+        so["spec"]["triggers"][0]["metadata"]["activationThreshold"],
+        "0"
+    );
+}

@@ -392,11 +392,8 @@ proptest! {
                 }
             }
             Err(e) => {
-                // The key as given, or its clipped start when it is long.
-                let named = annotations.contains_key(&e.key)
-                    || e.key.strip_suffix("...").is_some_and(|stem| {
-                        annotations.keys().any(|k| k.len() > 64 && k.starts_with(stem))
-                    });
+                // The key as given, clipped when long and with control characters escaped.
+                let named = annotations.keys().any(|k| spec::clip(k) == e.key);
                 prop_assert!(named, "{e:?} names no given key");
                 prop_assert!(e.to_string().contains(&e.key));
                 prop_assert!(!e.problem.is_empty());
@@ -459,7 +456,7 @@ proptest! {
                     prop_assert!(q.contains(&format!("amespace=\"{}\"", isvc.namespace)), "{q}");
                     // Exact selection: the Deployment's own pod label, or its ReplicaSets.
                     prop_assert!(q.contains(&format!("app=\"isvc.{target}\"")) || q.contains(&format!("owner_name=\"{target}\"")), "{q}");
-                    prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| n > 0.0));
+                    prop_assert!(t.metadata["threshold"].parse::<f64>().is_ok_and(|n| (spec::MIN_TARGET..=spec::MAX_TARGET).contains(&n)), "{}", t.metadata["threshold"]);
                 }
             }
         }
@@ -524,5 +521,163 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// A name KServe accepts (a DNS-1035 label) of exactly `len` characters.
+fn kserve_name_of(len: usize) -> impl Strategy<Value = String> {
+    let pattern = match len {
+        1 => "[a-z]".to_string(),
+        n => format!("[a-z][a-z0-9-]{{{}}}[a-z0-9]", n - 2),
+    };
+    proptest::string::string_regex(&pattern).unwrap()
+}
+
+/// A DNS-1123 label of exactly `len` characters.
+fn dns_label_of(len: usize) -> impl Strategy<Value = String> {
+    let pattern = match len {
+        1 => "[a-z0-9]".to_string(),
+        n => format!("[a-z0-9][a-z0-9-]{{{}}}[a-z0-9]", n - 2),
+    };
+    proptest::string::string_regex(&pattern).unwrap()
+}
+
+/// InferenceService name, namespace and predictor name, each valid, of every length the
+/// names built from them allow: `<name>[-<predictor>]-predictor` within 63 characters.
+fn valid_names() -> impl Strategy<Value = (String, String, Option<String>)> {
+    (1usize..=53, 1usize..=63, 0usize..=51).prop_flat_map(|(name_len, ns_len, p_len)| {
+        // Room left for a predictor name after `<name>-` and `-predictor`.
+        let room = 63usize.saturating_sub(name_len + 1 + "-predictor".len());
+        let p_len = if room == 0 { 0 } else { p_len.min(room) };
+        (
+            kserve_name_of(name_len),
+            dns_label_of(ns_len),
+            if p_len == 0 {
+                Just(None).boxed()
+            } else {
+                kserve_name_of(p_len).prop_map(Some).boxed()
+            },
+        )
+    })
+}
+
+/// Where a valid name is broken, and how.
+#[derive(Clone, Debug)]
+enum Break {
+    /// A character Kubernetes refuses, at a position (modulo the length).
+    Insert(usize, char),
+    /// Longer than the 63 characters a label (and a Service name) allows.
+    TooLong(usize),
+    Empty,
+}
+
+fn breakage() -> impl Strategy<Value = Break> {
+    prop_oneof![
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                'A', 'Z', '_', '.', '"', '|', '+', ' ', '\n', '\u{1b}', '{', '}', '#', 'é', '/',
+                '\\'
+            ])
+        )
+            .prop_map(|(at, c)| Break::Insert(at, c)),
+        (64usize..400).prop_map(Break::TooLong),
+        Just(Break::Empty),
+    ]
+}
+
+fn broken(valid: &str, how: &Break) -> String {
+    match how {
+        Break::Insert(at, c) => {
+            let at = at % (valid.len() + 1);
+            format!("{}{c}{}", &valid[..at], &valid[at..])
+        }
+        Break::TooLong(n) => format!("{valid}{}", "a".repeat(n.saturating_sub(valid.len()))),
+        Break::Empty => String::new(),
+    }
+}
+
+fn plan_named(
+    name: &str,
+    namespace: &str,
+    predictor: Option<&str>,
+) -> Result<plan::Plan, plan::PlanError> {
+    let meta = ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        annotations: Some(BTreeMap::from([(
+            "scaling.io/strategy".to_string(),
+            "tokens,gpu".to_string(),
+        )])),
+        ..ObjectMeta::default()
+    };
+    let mut p = json!({"model": {"modelFormat": {"name": "huggingface"}}});
+    if let Some(n) = predictor {
+        p["name"] = json!(n);
+    }
+    let isvc = Isvc::from_parts(&meta, &json!({"spec": {"predictor": p}}), "default")?;
+    let input = Input {
+        isvc: &isvc,
+        old: None,
+        live_deployment: None,
+    };
+    plan::plan(input, &Settings::default())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn names_of_every_valid_length_are_accepted((name, namespace, predictor) in valid_names()) {
+        let p = plan_named(&name, &namespace, predictor.as_deref());
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => return Err(TestCaseError::fail(format!("{name}/{namespace}/{predictor:?}: {e}"))),
+        };
+        let so = p.scaled_object.expect("a ScaledObject");
+        let so_name = so.metadata.name.unwrap_or_default();
+        prop_assert!(!so_name.is_empty() && so_name.len() <= SCALED_OBJECT_MAX, "{so_name}");
+        prop_assert_eq!(so.metadata.namespace.as_deref(), Some(namespace.as_str()));
+        prop_assert!(p.scale_target.is_some_and(|t| t.len() <= 63));
+    }
+
+    #[test]
+    fn broken_names_are_denied_with_the_field_named(
+        (name, namespace, predictor) in valid_names(),
+        which in 0usize..3,
+        how in breakage(),
+    ) {
+        let (name, namespace, predictor, field) = match which {
+            0 => (broken(&name, &how), namespace, predictor, "metadata.name"),
+            1 => (name, broken(&namespace, &how), predictor, "metadata.namespace"),
+            _ => (name, namespace, Some(broken(predictor.as_deref().unwrap_or("p"), &how)), "spec.predictor.name"),
+        };
+        // Empty means absent: no name is refused elsewhere, no namespace is the request's,
+        // and no predictor name is the default.
+        if matches!(how, Break::Empty) {
+            return Ok(());
+        }
+        let e = match plan_named(&name, &namespace, predictor.as_deref()) {
+            Err(e) => e.to_string(),
+            Ok(_) => return Err(TestCaseError::fail(format!("accepted {name:?}/{namespace:?}/{predictor:?}"))),
+        };
+        // A too-long name or predictor name may be reported as their combination.
+        let named = e.contains(field) || (which != 1 && e.contains("metadata.name and spec.predictor.name"));
+        prop_assert!(named, "{field}: {e}");
+        prop_assert!(!e.chars().any(char::is_control), "{e:?}");
+        prop_assert!(e.len() < 1024, "{} chars", e.len());
+    }
+
+    #[test]
+    fn counts_beyond_int32_are_denied_with_both_bounds(
+        key in prop::sample::select(vec!["min-replicas", "max-replicas", "polling-interval", "cooldown-period"]),
+        n in 2_147_483_648u64..,
+    ) {
+        let annotations = BTreeMap::from([
+            ("scaling.io/strategy".to_string(), "queue".to_string()),
+            (format!("scaling.io/{key}"), n.to_string()),
+        ]);
+        let e = spec::parse(&annotations, "scaling.io").unwrap_err();
+        prop_assert!(e.problem.contains("to 2147483647"), "{e}");
     }
 }

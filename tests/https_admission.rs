@@ -307,3 +307,122 @@ async fn rotated_certificate_is_served_without_restart() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_object_of_another_kind_is_refused_not_mutated() {
+    let server = TestServer::start(Settings::default()).await;
+    let mut pod = isvc("qwen", Some(json!({"scaling.io/strategy": "queue"})));
+    pod["apiVersion"] = json!("v1");
+    pod["kind"] = json!("Pod");
+    let (status, body) = server.post(&review("CREATE", &pod, None, false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    assert!(body["response"]["patch"].is_null(), "{body}");
+    let msg = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("kind 'Pod'"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_update_without_the_stored_object_is_refused() {
+    let server = TestServer::start(Settings::default()).await;
+    let object = isvc("qwen", Some(json!({"scaling.io/strategy": "queue"})));
+    let mut missing = review("UPDATE", &object, None, false);
+    missing["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("oldObject");
+    for (what, r) in [
+        ("null", review("UPDATE", &object, None, false)),
+        ("missing", missing),
+    ] {
+        let (status, body) = server.post(&r).await;
+        assert_eq!(status, 200, "{what}");
+        assert_eq!(body["response"]["allowed"], false, "{what}: {body}");
+        let msg = body["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains("carries no oldObject"), "{what}: {msg}");
+    }
+}
+
+fn assert_warnings_shown_whole(body: &serde_json::Value) -> usize {
+    let warnings = body["response"]["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for w in &warnings {
+        let w = w.as_str().unwrap();
+        assert!(w.chars().count() <= 256, "{} chars: {w}", w.chars().count());
+        assert!(!w.chars().any(char::is_control), "{w:?}");
+    }
+    warnings.len()
+}
+
+#[tokio::test]
+async fn warnings_fit_in_256_characters_with_a_long_prefix() {
+    let prefix = ["p".repeat(63), "q".repeat(63), "example".into()].join(".");
+    let settings = Settings {
+        prefix: prefix.clone(),
+        ..Settings::default()
+    };
+    let server = TestServer::start(settings).await;
+    let object = isvc(
+        "qwen",
+        Some(json!({
+            format!("{prefix}/strategy"): "queue",
+            format!("{prefix}/min-replicas"): "0",
+            format!("{prefix}/target-ttft"): "2",
+            "autoscaling.knative.dev/target": "5",
+        })),
+    );
+    let (status, body) = server.post(&review("CREATE", &object, None, false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+    assert!(assert_warnings_shown_whole(&body) >= 2, "{body}");
+}
+
+#[tokio::test]
+async fn policy_warnings_fit_in_256_characters_with_a_long_rule_name() {
+    use kserve_keda_webhook::policy;
+    use kserve_keda_webhook::scaling::Scaling;
+    let yaml = format!(
+        "rules:\n  - name: {}\n    enforcement: warn\n    limits:\n      maxReplicas: 2\n",
+        "r".repeat(250)
+    );
+    let scaling = Scaling::new(
+        Settings::default(),
+        policy::parse(&yaml).unwrap(),
+        std::sync::Arc::new(|_: &str| Default::default()),
+    );
+    let server = TestServer::start_with_scaling(
+        std::sync::Arc::new(scaling),
+        std::time::Duration::from_millis(200),
+        std::time::Duration::ZERO,
+    )
+    .await;
+    let object = isvc(
+        "qwen",
+        Some(json!({"scaling.io/strategy": "queue", "scaling.io/max-replicas": "5"})),
+    );
+    let (status, body) = server.post(&review("CREATE", &object, None, false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+    assert!(assert_warnings_shown_whole(&body) >= 1, "{body}");
+}
+
+#[tokio::test]
+async fn values_with_control_characters_are_escaped_in_denials() {
+    let server = TestServer::start(Settings::default()).await;
+    let object = isvc(
+        "qwen",
+        Some(
+            json!({"scaling.io/strategy": "queue", "scaling.io/runtime": "vllm\nWarning: injected\r\u{1b}[2J"}),
+        ),
+    );
+    let (_, body) = server.post(&review("CREATE", &object, None, false)).await;
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    let msg = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(!msg.chars().any(char::is_control), "{msg:?}");
+    assert!(
+        msg.contains("vllm\\nWarning: injected\\r\\u{1b}[2J"),
+        "{msg}"
+    );
+}
