@@ -66,6 +66,11 @@ async fn first_replica_creates_the_secret_and_later_calls_reuse_it() {
     let first = certs::ensure(api.client(), &cfg(), now).await.unwrap();
     let secret = api.get(SECRET, NS, "kkw-tls").unwrap();
     assert_eq!(secret["type"], "kubernetes.io/tls");
+    // The label is how `kubectl get -l` and the chart's uninstall notes find it.
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kserve-keda-webhook"
+    );
     assert_eq!(
         secret["metadata"]["annotations"][NOT_AFTER_ANNOTATION],
         (now + 365 * DAY).to_string()
