@@ -1170,3 +1170,51 @@ async fn the_lease_records_holder_duration_and_times_on_every_write() {
     assert_eq!(spec["acquireTime"], spec["renewTime"]);
     assert_eq!(a.round().await.unwrap(), Round::Follower);
 }
+
+/// Every kind of call the controller makes, recorded from a run that goes through all of its
+/// paths (election, create, retarget, monitor switch, repair, removal), for the chart's RBAC.
+#[tokio::test]
+async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
+    let api = FakeApi::new();
+    let replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-default"));
+    eventually("retargeted", || {
+        names(&api, SCALED_OBJECT) == ["m-predictor-default"]
+    })
+    .await;
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
+    });
+    eventually("PodMonitor", || {
+        names(&api, POD_MONITOR) == ["m-predictor-default"]
+    })
+    .await;
+    // The same repair twice: the second event is a repeat.
+    for _ in 0..2 {
+        api.delete(SCALED_OBJECT, NS, "m-predictor-default");
+        eventually("repaired", || {
+            names(&api, SCALED_OBJECT) == ["m-predictor-default"]
+        })
+        .await;
+    }
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("scaling.io/strategy");
+    });
+    eventually("removed", || names(&api, SCALED_OBJECT).is_empty()).await;
+    eventually("the Lease renewed", || {
+        api.seen()
+            .iter()
+            .any(|s| s.plural == "leases" && s.verb == Verb::Update)
+    })
+    .await;
+    drop(replica);
+    api.check_rbac_calls(
+        "tests/chart/api-calls/controller.txt",
+        "# The controller's calls (verb, API group, resource), recorded by\n# tests/reconcile.rs the_controllers_api_calls_are_the_ones_the_chart_grants.\n",
+    );
+}

@@ -299,6 +299,46 @@ impl FakeApi {
         self.state().seen.clone()
     }
 
+    /// The distinct calls made so far as RBAC sees them: `verb group resource[/subresource]`
+    /// lines, sorted (the core group is `""`).
+    pub fn rbac_calls(&self) -> Vec<String> {
+        let calls: BTreeSet<String> = self
+            .seen()
+            .iter()
+            .map(|s| {
+                let verb = format!("{:?}", s.verb).to_lowercase();
+                let resource = match &s.subresource {
+                    Some(sub) => format!("{}/{sub}", s.plural),
+                    None => s.plural.clone(),
+                };
+                let group = if s.group.is_empty() { "\"\"" } else { &s.group };
+                format!("{verb} {group} {resource}")
+            })
+            .collect();
+        calls.into_iter().collect()
+    }
+
+    /// Compares `rbac_calls` with the committed list at `path` (relative to the package),
+    /// which the chart tests hold the chart's RBAC rules against. `UPDATE_API_CALLS=1`
+    /// rewrites the list instead.
+    pub fn check_rbac_calls(&self, path: &str, header: &str) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let mut text = String::from(header);
+        for c in self.rbac_calls() {
+            text.push_str(&c);
+            text.push('\n');
+        }
+        if std::env::var_os("UPDATE_API_CALLS").is_some() {
+            std::fs::write(&file, &text).expect("write the API call list");
+            return;
+        }
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(
+            committed, text,
+            "the API calls differ from {path}; if the change is intended, rerun with UPDATE_API_CALLS=1 and update the chart's RBAC to match"
+        );
+    }
+
     /// Restarts the API server: every open watch stream ends now, and for `outage` every
     /// request fails as a refused connection. Stored objects survive (etcd keeps them).
     pub fn restart(&self, outage: Duration) {
