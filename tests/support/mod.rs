@@ -136,7 +136,7 @@ pub const ALL: [Res; 9] = [
     MUTATING_WEBHOOK,
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verb {
     Get,
     List,
@@ -218,6 +218,9 @@ struct State {
     failed_preconditions: usize,
     /// The DeleteOptions body of every accepted delete request.
     deletes: Vec<Value>,
+    /// Verbs the API server authorizes besides the request's own: an apply that creates the
+    /// object is also checked as `create` (group, plural).
+    also_authorized: BTreeSet<(Verb, String, String)>,
 }
 
 /// One field manager's share of an object.
@@ -299,22 +302,28 @@ impl FakeApi {
         self.state().seen.clone()
     }
 
-    /// The distinct calls made so far as RBAC sees them: `verb group resource[/subresource]`
-    /// lines, sorted (the core group is `""`).
+    /// The distinct calls made so far as RBAC authorizes them: `verb group
+    /// resource[/subresource]` lines, sorted (the core group is `""`).
     pub fn rbac_calls(&self) -> Vec<String> {
-        let calls: BTreeSet<String> = self
+        let line = |verb: Verb, group: &str, resource: &str| {
+            let verb = format!("{verb:?}").to_lowercase();
+            let group = if group.is_empty() { "\"\"" } else { group };
+            format!("{verb} {group} {resource}")
+        };
+        let mut calls: BTreeSet<String> = self
             .seen()
             .iter()
             .map(|s| {
-                let verb = format!("{:?}", s.verb).to_lowercase();
                 let resource = match &s.subresource {
                     Some(sub) => format!("{}/{sub}", s.plural),
                     None => s.plural.clone(),
                 };
-                let group = if s.group.is_empty() { "\"\"" } else { &s.group };
-                format!("{verb} {group} {resource}")
+                line(s.verb, &s.group, &resource)
             })
             .collect();
+        for (verb, group, plural) in &self.state().also_authorized {
+            calls.insert(line(*verb, group, plural));
+        }
         calls.into_iter().collect()
     }
 
@@ -693,7 +702,15 @@ impl FakeApi {
                             obj["kind"] = json!(res.kind);
                             stamp_managed(&st, &key, &mut obj);
                             match create(&mut st, &self.inner.changes, res.plural, &ns, obj) {
-                                Ok(o) => respond(201, &o),
+                                Ok(o) => {
+                                    let also = (
+                                        Verb::Create,
+                                        res.group.to_string(),
+                                        res.plural.to_string(),
+                                    );
+                                    st.also_authorized.insert(also);
+                                    respond(201, &o)
+                                }
                                 Err((code, reason, message)) => status(code, reason, &message),
                             }
                         }
