@@ -1106,6 +1106,21 @@ async fn the_scale_target_is_the_live_predictor_deployment_from_the_first_apply(
         .filter(|s| s.plural != "inferenceservices")
         .count();
     assert_eq!(conventional, 0, "a write under the conventional name");
+    // The records on the InferenceService are the ones admission writes (it cannot see the
+    // cluster, so it plans with the naming convention): the webhook sees the controller's
+    // patch as an UPDATE and must agree with it rather than rewrite it, forever.
+    eventually("records written", || {
+        annotation(&api, "old", "scaling.io/observed-generation").is_some()
+    })
+    .await;
+    assert_eq!(
+        annotation(&api, "old", "scaling.io/scaled-object").as_deref(),
+        Some("old-predictor")
+    );
+    assert_eq!(
+        annotation(&api, "old", "scaling.io/scale-target").as_deref(),
+        Some("old-predictor")
+    );
 }
 
 #[tokio::test]
