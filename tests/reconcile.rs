@@ -1233,3 +1233,33 @@ async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
         "# The controller's calls (verb, API group, resource), recorded by\n# tests/reconcile.rs the_controllers_api_calls_are_the_ones_the_chart_grants.\n",
     );
 }
+
+#[tokio::test]
+async fn a_failing_list_is_retried_not_taken_for_a_missing_api() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    // After the watches are up, so the failures reach the reconcile's own listing.
+    api.fail(Fault {
+        tag: None,
+        verb: Verb::List,
+        plural: "servicemonitors",
+        times: 2,
+        effect: Effect::Status(500),
+    });
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    });
+    eventually("the change applied", || {
+        trigger_names(&api, "m-predictor") == ["queue"]
+    })
+    .await;
+    eventually("failure reported", || {
+        !events(&api, "m", "ReconcileFailed").is_empty()
+    })
+    .await;
+    // Only a 404 means the CRD is not installed; a 500 is an error to retry.
+    assert!(events(&api, "m", "MonitorApiMissing").is_empty());
+    assert!(api.get(SERVICE_MONITOR, NS, "m-predictor").is_some());
+}
