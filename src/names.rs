@@ -211,6 +211,40 @@ mod tests {
         assert!(fa.starts_with("aaaa"));
     }
 
+    /// Literal names, computed outside this code (`printf %s NAME | sha256sum`): a change to
+    /// the scheme would rename every generated object on upgrade, and the controller would
+    /// delete and recreate them all.
+    #[test]
+    fn generated_names_are_pinned() {
+        let b = |n: usize| "b".repeat(n);
+        // At the limit: kept as is.
+        let at = format!("{}-predictor", b(44));
+        assert_eq!(fit(&at, SCALED_OBJECT_MAX), at);
+        // One over: 45 characters of the name, a dash, 8 hex digits of its SHA-256.
+        assert_eq!(
+            fit(&format!("{}-predictor", b(45)), SCALED_OBJECT_MAX),
+            format!("{}-ba859d91", b(45))
+        );
+        assert_eq!(
+            fit(&format!("{}-predictor", "a".repeat(60)), SCALED_OBJECT_MAX),
+            format!("{}-5376fc15", "a".repeat(45))
+        );
+        // The cut ends on a dash, which goes before the hash is added.
+        let long = "llama-3-1-70b-instruct-with-a-very-long-team-prefix-predictor";
+        assert_eq!(
+            fit(long, SCALED_OBJECT_MAX),
+            "llama-3-1-70b-instruct-with-a-very-long-team-f9fa9767"
+        );
+        // Monitors allow 63: the same name is kept.
+        assert_eq!(fit(long, MONITOR_MAX), long);
+        assert_eq!(
+            fit("qwen25-05b-predictor", SCALED_OBJECT_MAX),
+            "qwen25-05b-predictor"
+        );
+        assert_eq!(SCALED_OBJECT_MAX, 54);
+        assert_eq!(MONITOR_MAX, 63);
+    }
+
     #[test]
     fn a_cut_never_leaves_a_double_dash() {
         // The cut lands right after a '-', which is trimmed before the hash is appended.

@@ -66,6 +66,11 @@ async fn first_replica_creates_the_secret_and_later_calls_reuse_it() {
     let first = certs::ensure(api.client(), &cfg(), now).await.unwrap();
     let secret = api.get(SECRET, NS, "kkw-tls").unwrap();
     assert_eq!(secret["type"], "kubernetes.io/tls");
+    // The label is how `kubectl get -l` and the chart's uninstall notes find it.
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kserve-keda-webhook"
+    );
     assert_eq!(
         secret["metadata"]["annotations"][NOT_AFTER_ANNOTATION],
         (now + 365 * DAY).to_string()
@@ -250,4 +255,25 @@ async fn started_server_is_trusted_through_the_published_bundle_and_the_bundle_h
         }
     }
     assert!(healed, "caBundle restored");
+}
+
+/// Every kind of call self-managed certificates make (create, reuse, renew, publish), for
+/// the chart's RBAC.
+#[tokio::test]
+async fn the_certificate_calls_are_the_ones_the_chart_grants() {
+    let api = FakeApi::new();
+    webhook_config(&api);
+    let now = 1_800_000_000;
+    certs::ensure(api.client(), &cfg(), now).await.unwrap();
+    // Inside the renewal window: the Secret is replaced.
+    let renewed = certs::ensure(api.client(), &cfg(), now + 340 * DAY)
+        .await
+        .unwrap();
+    certs::publish_ca(api.client(), &cfg(), &renewed.ca_bundle)
+        .await
+        .unwrap();
+    api.check_rbac_calls(
+        "tests/chart/api-calls/self-managed-certs.txt",
+        "# The calls of self-managed certificates (verb, API group, resource), recorded by\n# tests/certs.rs the_certificate_calls_are_the_ones_the_chart_grants.\n",
+    );
 }

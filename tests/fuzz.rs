@@ -24,8 +24,12 @@ fn config() -> Config {
     // PROPTEST_CASES still overrides this for a longer run.
     Config {
         cases: 384,
-        // Failures print the minimal input; no regression files are written into the tree.
-        failure_persistence: None,
+        // A failure's seed is saved (relative to the package root, where cargo runs tests)
+        // and replayed first on every later run until the file is edited: commit it with
+        // the fix. PROPTEST_RNG_SEED fixes the seed of the random cases (CI sets it).
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/fuzz.txt"),
+        )),
         ..Config::default()
     }
 }

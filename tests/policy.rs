@@ -422,3 +422,109 @@ async fn exemption_annotation_is_guarded_by_group() {
     let (_, body) = server.post(&admin).await;
     assert_eq!(body["response"]["allowed"], true);
 }
+
+#[tokio::test]
+async fn exemption_annotation_on_update_is_guarded_and_its_removal_is_not() {
+    let text = "limits: {maxReplicas: 2}\nexemptions:\n  annotation: policy.scaling.io/exempt\n  allowedGroups: [platform-admins]\n";
+    let scaling = Arc::new(Scaling::new(
+        Settings::default(),
+        policy::parse(text).unwrap(),
+        Arc::new(|_: &str| BTreeMap::new()),
+    ));
+    let server =
+        TestServer::start_with_scaling(scaling, Duration::from_secs(60), Duration::ZERO).await;
+    let with = |max: &str, exempt: Option<&str>| {
+        // Stored in raw mode, as admission created it: only the exemption is in question.
+        let mut a = json!({
+            "scaling.io/strategy": "queue", "scaling.io/max-replicas": max,
+            "serving.kserve.io/deploymentMode": "RawDeployment",
+            "serving.kserve.io/autoscalerClass": "external",
+        });
+        if let Some(v) = exempt {
+            a["policy.scaling.io/exempt"] = json!(v);
+        }
+        isvc("m", Some(a))
+    };
+    let update = |new: &Value, old: &Value, admin: bool| {
+        let mut r = review("UPDATE", new, Some(old), false);
+        if admin {
+            r["request"]["userInfo"] = json!({"username": "bob", "groups": ["platform-admins"]});
+        }
+        r
+    };
+    let cases = [
+        // (what, new, old, admin, allowed)
+        (
+            "user adds it (kubectl annotate)",
+            with("5", Some("true")),
+            with("2", None),
+            false,
+            false,
+        ),
+        (
+            "user adds it without other changes",
+            with("2", Some("true")),
+            with("2", None),
+            false,
+            false,
+        ),
+        (
+            "user flips false to true",
+            with("5", Some("true")),
+            with("5", Some("false")),
+            false,
+            false,
+        ),
+        (
+            "user changes true to another value",
+            with("2", Some("yes")),
+            with("2", Some("true")),
+            false,
+            false,
+        ),
+        (
+            "admin adds it",
+            with("5", Some("true")),
+            with("2", None),
+            true,
+            true,
+        ),
+        (
+            "admin changes it",
+            with("5", Some("true")),
+            with("5", Some("false")),
+            true,
+            true,
+        ),
+        (
+            "user edits something else on an exempt object",
+            with("6", Some("true")),
+            with("5", Some("true")),
+            false,
+            true,
+        ),
+        (
+            "user removes it",
+            with("2", None),
+            with("5", Some("true")),
+            false,
+            true,
+        ),
+    ];
+    for (what, new, old, admin, allowed) in cases {
+        let (_, body) = server.post(&update(&new, &old, admin)).await;
+        assert_eq!(body["response"]["allowed"], allowed, "{what}: {body}");
+        if !allowed {
+            let msg = body["response"]["status"]["message"].as_str().unwrap();
+            assert!(msg.contains("policy.scaling.io/exempt"), "{what}: {msg}");
+            assert!(msg.contains("platform-admins"), "{what}: {msg}");
+        }
+    }
+    // Removing the exemption brings the limits back.
+    let (_, body) = server
+        .post(&update(&with("5", None), &with("5", Some("true")), false))
+        .await;
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    let msg = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("above the limit 2"), "{msg}");
+}

@@ -774,3 +774,498 @@ async fn the_policy_of_the_namespace_shapes_what_is_applied_and_audits_become_ev
         "{note}"
     );
 }
+
+fn owner_ref(owner: &Value, controller: bool) -> Value {
+    json!({
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Labels the controller lists by, so only ownership can tell these objects apart.
+fn our_labels(isvc: &str) -> Value {
+    json!({
+        "app.kubernetes.io/managed-by": "kserve-keda-webhook",
+        "serving.kserve.io/inferenceservice": isvc,
+    })
+}
+
+fn writes_to(api: &FakeApi, plural: &str, name: &str) -> usize {
+    api.seen()
+        .iter()
+        .filter(|s| {
+            s.plural == plural
+                && s.name == name
+                && matches!(s.verb, Verb::Patch | Verb::Update | Verb::Delete)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn labelled_objects_that_are_not_ours_are_never_deleted_or_overwritten() {
+    let api = FakeApi::new();
+    let other = api.create(ISVC, "elsewhere", isvc("other", json!({})));
+    let owner = api.create(ISVC, NS, isvc("m", json!({})));
+    // A copy of another InferenceService's ScaledObject, with the planned name.
+    let copy = api.create(
+        SCALED_OBJECT,
+        NS,
+        json!({"metadata": {"name": "m-predictor", "labels": our_labels("m"),
+            "ownerReferences": [owner_ref(&other, true)]}, "spec": {"note": "copy"}}),
+    );
+    // Labelled like ours but owned by nobody, and owned by this InferenceService but not as
+    // its controller: both are in the label selector's list, neither is ours to delete.
+    let unowned = api.create(
+        SERVICE_MONITOR,
+        NS,
+        json!({"metadata": {"name": "m-unowned", "labels": our_labels("m")}, "spec": {}}),
+    );
+    let not_controller = api.create(
+        POD_MONITOR,
+        NS,
+        json!({"metadata": {"name": "m-shared", "labels": our_labels("m"),
+            "ownerReferences": [owner_ref(&owner, false)]}, "spec": {}}),
+    );
+    let _replica = start(&api, "a");
+    eventually("NameConflict for the copy", || {
+        !events(&api, "m", "NameConflict").is_empty()
+    })
+    .await;
+    eventually("the monitor applied", || {
+        names(&api, SERVICE_MONITOR) == ["m-predictor", "m-unowned"]
+    })
+    .await;
+    let note = str_at(&events(&api, "m", "NameConflict")[0], "/note").to_string();
+    assert!(note.contains("ScaledObject ml/m-predictor"), "{note}");
+
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("scaling.io/strategy");
+    });
+    eventually("our monitor deleted", || {
+        names(&api, SERVICE_MONITOR) == ["m-unowned"]
+    })
+    .await;
+    // Several more reconciles (resync is 2 s) must not change that.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(api.get(SCALED_OBJECT, NS, "m-predictor").unwrap(), copy);
+    assert_eq!(api.get(SERVICE_MONITOR, NS, "m-unowned").unwrap(), unowned);
+    assert_eq!(
+        api.get(POD_MONITOR, NS, "m-shared").unwrap(),
+        not_controller
+    );
+    assert_eq!(writes_to(&api, "scaledobjects", "m-predictor"), 0);
+    assert_eq!(writes_to(&api, "servicemonitors", "m-unowned"), 0);
+    assert_eq!(writes_to(&api, "podmonitors", "m-shared"), 0);
+}
+
+#[tokio::test]
+async fn a_predecessors_objects_are_waited_for_then_replaced_after_garbage_collection() {
+    let api = FakeApi::new();
+    api.hold_garbage_collection();
+    let _replica = start(&api, "a");
+    let first = api.create(ISVC, NS, isvc("m", json!({})));
+    let (old_so, _) = converged_on(&api, "m").await;
+    assert_generated(&old_so, &first);
+
+    // Deleted and recreated under the same name: a new uid, while the collector has not yet
+    // removed what the first one owned.
+    api.delete(ISVC, NS, "m");
+    let second = api.create(ISVC, NS, isvc("m", json!({})));
+    assert_ne!(first["metadata"]["uid"], second["metadata"]["uid"]);
+    eventually("the new InferenceService is reconciled", || {
+        api.seen()
+            .iter()
+            .filter(|s| s.plural == "scaledobjects" && s.verb == Verb::Get)
+            .count()
+            >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Waiting is not a conflict: no warning, and the old objects are left to the collector.
+    assert!(events(&api, "m", "NameConflict").is_empty());
+    let so = api.get(SCALED_OBJECT, NS, "m-predictor").unwrap();
+    assert_eq!(so["metadata"]["uid"], old_so["metadata"]["uid"]);
+    assert_eq!(
+        so["metadata"]["ownerReferences"][0]["uid"],
+        first["metadata"]["uid"]
+    );
+    assert_eq!(api.failed_preconditions(), 0);
+
+    assert_eq!(api.collect_garbage(), 2);
+    eventually("new objects owned by the new InferenceService", || {
+        api.get(SCALED_OBJECT, NS, "m-predictor").is_some_and(|so| {
+            so["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
+        }) && api
+            .get(SERVICE_MONITOR, NS, "m-predictor")
+            .is_some_and(|m| {
+                m["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
+            })
+    })
+    .await;
+    assert_generated(&api.get(SCALED_OBJECT, NS, "m-predictor").unwrap(), &second);
+}
+
+#[tokio::test]
+async fn an_isvc_being_deleted_is_left_to_garbage_collection() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    let mut obj = isvc("m", json!({}));
+    obj["metadata"]["finalizers"] = json!(["serving.kserve.io/inferenceservice-finalizer"]);
+    api.create(ISVC, NS, obj);
+    converged_on(&api, "m").await;
+
+    // KServe's finalizer holds the object: it only gets a deletionTimestamp.
+    api.delete(ISVC, NS, "m");
+    assert!(api.get(ISVC, NS, "m").unwrap()["metadata"]["deletionTimestamp"].is_string());
+    let before = api.seen().len();
+    // Something removes the monitor meanwhile; a controller that still reconciled the
+    // deleted InferenceService would bring it back.
+    api.delete(SERVICE_MONITOR, NS, "m-predictor");
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(names(&api, SERVICE_MONITOR).is_empty());
+    assert_eq!(
+        trigger_names(&api, "m-predictor"),
+        ["concurrency"],
+        "nothing re-applied"
+    );
+    let writes = api.seen()[before..]
+        .iter()
+        .filter(|s| s.verb != Verb::Get && s.verb != Verb::List && s.verb != Verb::Watch)
+        .filter(|s| s.plural != "leases" && s.plural != "events")
+        .count();
+    assert_eq!(writes, 0, "no write for an InferenceService being deleted");
+
+    // KServe removes its finalizer; the InferenceService goes and takes its objects along.
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["finalizers"] = json!([]);
+    });
+    assert!(api.get(ISVC, NS, "m").is_none());
+    eventually("collected", || names(&api, SCALED_OBJECT).is_empty()).await;
+}
+
+#[tokio::test]
+async fn deletes_carry_the_uid_of_the_object_inspected() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    let (_, sm) = converged_on(&api, "m").await;
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
+    });
+    eventually("ServiceMonitor replaced", || {
+        names(&api, SERVICE_MONITOR).is_empty() && names(&api, POD_MONITOR) == ["m-predictor"]
+    })
+    .await;
+    let deletes = api.delete_options();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(
+        deletes[0]["preconditions"]["uid"], sm["metadata"]["uid"],
+        "{deletes:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_fake_enforces_delete_preconditions_and_apply_conflicts() {
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let api = FakeApi::new();
+    let obj = api.create(
+        SCALED_OBJECT,
+        NS,
+        json!({"metadata": {"name": "x"}, "spec": {"a": 1}}),
+    );
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "keda.sh",
+        "v1alpha1",
+        "ScaledObject",
+    ));
+    let client: Api<DynamicObject> = Api::namespaced_with(api.client(), NS, &ar);
+    let with = |uid: Option<&str>, rv: Option<&str>| DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: uid.map(str::to_string),
+            resource_version: rv.map(str::to_string),
+        }),
+        ..DeleteParams::default()
+    };
+    fn code<T>(r: Result<T, kube::Error>) -> u16 {
+        match r {
+            Err(kube::Error::Api(s)) => s.code,
+            Err(e) => panic!("{e}"),
+            Ok(_) => 200,
+        }
+    }
+    assert_eq!(
+        code(client.delete("x", &with(Some("uid-999"), None)).await),
+        409
+    );
+    assert_eq!(
+        code(client.delete("x", &with(None, Some("999"))).await),
+        409
+    );
+    assert_eq!(api.failed_preconditions(), 2);
+
+    // Two managers: a non-forced apply that changes the other's field is refused.
+    let body = |v: i64| {
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "x"}, "spec": {"a": v}})
+    };
+    let pp = |m: &str, force: bool| {
+        let p = PatchParams::apply(m);
+        if force { p.force() } else { p }
+    };
+    assert_eq!(
+        code(
+            client
+                .patch("x", &pp("one", false), &Patch::Apply(body(2)))
+                .await
+        ),
+        200
+    );
+    assert_eq!(
+        code(
+            client
+                .patch("x", &pp("two", false), &Patch::Apply(body(3)))
+                .await
+        ),
+        409
+    );
+    assert_eq!(
+        code(
+            client
+                .patch("x", &pp("two", false), &Patch::Apply(body(2)))
+                .await
+        ),
+        200
+    );
+    assert_eq!(
+        code(
+            client
+                .patch("x", &pp("two", true), &Patch::Apply(body(4)))
+                .await
+        ),
+        200
+    );
+    let managers = api.managers(SCALED_OBJECT, NS, "x");
+    assert_eq!(managers.len(), 1, "{managers:?}");
+    assert_eq!(managers[0].0, "two");
+    assert!(api.get(SCALED_OBJECT, NS, "x").unwrap()["metadata"]["managedFields"].is_array());
+
+    // A malformed label selector is the server's 400, not an empty list.
+    let lp = kube::api::ListParams::default().labels("bad key=x");
+    assert_eq!(code(client.list(&lp).await.map(|_| ())), 400);
+
+    let uid = str_at(&obj, "/metadata/uid").to_string();
+    let rv = str_at(
+        &api.get(SCALED_OBJECT, NS, "x").unwrap(),
+        "/metadata/resourceVersion",
+    )
+    .to_string();
+    assert_eq!(
+        code(
+            client
+                .delete("x", &with(Some(&uid), Some(&rv)))
+                .await
+                .map(|_| ())
+        ),
+        200
+    );
+    assert!(api.get(SCALED_OBJECT, NS, "x").is_none());
+}
+
+#[tokio::test]
+async fn the_scale_target_is_the_live_predictor_deployment_from_the_first_apply() {
+    let api = FakeApi::new();
+    // KServe 0.10 names the predictor `-predictor-default`; a custom rename is another
+    // scheme. Both exist before the controller starts, so the conventional name must never
+    // be applied, not even once.
+    api.create(DEPLOYMENT, NS, deployment("old", "old-predictor-default"));
+    api.create(DEPLOYMENT, NS, deployment("renamed", "renamed-serving"));
+    api.create(ISVC, NS, isvc("old", json!({})));
+    api.create(ISVC, NS, isvc("renamed", json!({})));
+    let _replica = start(&api, "a");
+    eventually("both configured", || {
+        names(&api, SCALED_OBJECT) == ["old-predictor-default", "renamed-serving"]
+    })
+    .await;
+    for (isvc, target) in [
+        ("old", "old-predictor-default"),
+        ("renamed", "renamed-serving"),
+    ] {
+        let so = api.get(SCALED_OBJECT, NS, target).unwrap();
+        assert_eq!(str_at(&so, "/spec/scaleTargetRef/name"), target);
+        assert_generated(&so, &api.get(ISVC, NS, isvc).unwrap());
+    }
+    let conventional = api
+        .seen()
+        .iter()
+        .filter(|s| s.verb == Verb::Patch && s.name.ends_with("-predictor"))
+        .filter(|s| s.plural != "inferenceservices")
+        .count();
+    assert_eq!(conventional, 0, "a write under the conventional name");
+    // The records on the InferenceService are the ones admission writes (it cannot see the
+    // cluster, so it plans with the naming convention): the webhook sees the controller's
+    // patch as an UPDATE and must agree with it rather than rewrite it, forever.
+    eventually("records written", || {
+        annotation(&api, "old", "scaling.io/observed-generation").is_some()
+    })
+    .await;
+    assert_eq!(
+        annotation(&api, "old", "scaling.io/scaled-object").as_deref(),
+        Some("old-predictor")
+    );
+    assert_eq!(
+        annotation(&api, "old", "scaling.io/scale-target").as_deref(),
+        Some("old-predictor")
+    );
+}
+
+#[tokio::test]
+async fn the_lease_records_holder_duration_and_times_on_every_write() {
+    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    let api = FakeApi::new();
+    let cfg = |id: &str| LeaseConfig {
+        namespace: "kkw".into(),
+        name: "lock".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_millis(1500),
+        renew_interval: Duration::from_millis(100),
+    };
+    let mut a = Elector::new(api.client(), cfg("a"));
+    let start = k8s_openapi::jiff::Timestamp::now();
+    assert_eq!(a.round().await.unwrap(), Round::Leader);
+    let lease = api.get(LEASE, "kkw", "lock").unwrap();
+    let spec = &lease["spec"];
+    assert_eq!(spec["holderIdentity"], "a");
+    // Whole seconds, rounded up: others must never wait less than the holder assumes.
+    assert_eq!(spec["leaseDurationSeconds"], 2);
+    assert_eq!(spec["leaseTransitions"], 0);
+    let time = |v: &Value| -> k8s_openapi::jiff::Timestamp {
+        v.as_str().expect("a timestamp").parse().expect("RFC 3339")
+    };
+    let acquired = time(&spec["acquireTime"]);
+    let renewed = time(&spec["renewTime"]);
+    assert!(
+        acquired
+            >= start.round(k8s_openapi::jiff::Unit::Second).unwrap()
+                - k8s_openapi::jiff::SignedDuration::from_secs(1)
+    );
+    assert_eq!(acquired, renewed);
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(a.round().await.unwrap(), Round::Leader);
+    let spec = api.get(LEASE, "kkw", "lock").unwrap()["spec"].clone();
+    assert_eq!(
+        time(&spec["acquireTime"]),
+        acquired,
+        "a renewal keeps acquireTime"
+    );
+    assert!(
+        time(&spec["renewTime"]) > renewed,
+        "a renewal moves renewTime"
+    );
+    assert_eq!(spec["leaseDurationSeconds"], 2);
+
+    // Another candidate sees a live Lease and waits; after a full duration without change
+    // (the Lease's 2 s, not the configured 1.5 s) it takes over and stamps its own
+    // acquisition.
+    let mut b = Elector::new(api.client(), cfg("b"));
+    assert_eq!(b.round().await.unwrap(), Round::Follower);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(b.round().await.unwrap(), Round::Follower);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.round().await.unwrap(), Round::Leader);
+    let spec = api.get(LEASE, "kkw", "lock").unwrap()["spec"].clone();
+    assert_eq!(spec["holderIdentity"], "b");
+    assert_eq!(spec["leaseTransitions"], 1);
+    assert!(time(&spec["acquireTime"]) > acquired);
+    assert_eq!(spec["acquireTime"], spec["renewTime"]);
+    assert_eq!(a.round().await.unwrap(), Round::Follower);
+}
+
+/// Every kind of call the controller makes, recorded from a run that goes through all of its
+/// paths (election, create, retarget, monitor switch, repair, removal), for the chart's RBAC.
+#[tokio::test]
+async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
+    let api = FakeApi::new();
+    let replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-default"));
+    eventually("retargeted", || {
+        names(&api, SCALED_OBJECT) == ["m-predictor-default"]
+    })
+    .await;
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
+    });
+    eventually("PodMonitor", || {
+        names(&api, POD_MONITOR) == ["m-predictor-default"]
+    })
+    .await;
+    // The same repair twice: the second event is a repeat.
+    for _ in 0..2 {
+        api.delete(SCALED_OBJECT, NS, "m-predictor-default");
+        eventually("repaired", || {
+            names(&api, SCALED_OBJECT) == ["m-predictor-default"]
+        })
+        .await;
+    }
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("scaling.io/strategy");
+    });
+    eventually("removed", || names(&api, SCALED_OBJECT).is_empty()).await;
+    eventually("the Lease renewed", || {
+        api.seen()
+            .iter()
+            .any(|s| s.plural == "leases" && s.verb == Verb::Update)
+    })
+    .await;
+    drop(replica);
+    api.check_rbac_calls(
+        "tests/chart/api-calls/controller.txt",
+        "# The controller's calls (verb, API group, resource), recorded by\n# tests/reconcile.rs the_controllers_api_calls_are_the_ones_the_chart_grants.\n",
+    );
+}
+
+#[tokio::test]
+async fn a_failing_list_is_retried_not_taken_for_a_missing_api() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    // After the watches are up, so the failures reach the reconcile's own listing.
+    api.fail(Fault {
+        tag: None,
+        verb: Verb::List,
+        plural: "servicemonitors",
+        times: 2,
+        effect: Effect::Status(500),
+    });
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    });
+    eventually("the change applied", || {
+        trigger_names(&api, "m-predictor") == ["queue"]
+    })
+    .await;
+    eventually("failure reported", || {
+        !events(&api, "m", "ReconcileFailed").is_empty()
+    })
+    .await;
+    // Only a 404 means the CRD is not installed; a 500 is an error to retry.
+    assert!(events(&api, "m", "MonitorApiMissing").is_empty());
+    assert!(api.get(SERVICE_MONITOR, NS, "m-predictor").is_some());
+}

@@ -79,6 +79,7 @@
 //! server-side apply that creates an object is authorised as a create.
 
 mod lease;
+mod ownership;
 mod reconciler;
 
 use std::sync::Arc;
@@ -97,7 +98,8 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
 pub use lease::{Elector, LeaseConfig, Round};
-pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, generated_for, inputs_hash};
+pub use ownership::generated_for;
+pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, inputs_hash};
 
 use crate::metrics::Metrics;
 use crate::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};

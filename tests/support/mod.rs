@@ -1,21 +1,36 @@
 //! An in-memory Kubernetes API server for controller tests, plugged into `kube::Client` as a
-//! tower service.
+//! tower service. It exists for fast, deterministic fault injection; the real control plane
+//! (`scripts/e2e`) checks what this does not model.
 //!
-//! It keeps objects by (resource, namespace, name) and behaves like the real server where the
-//! controller depends on it: uid, monotonic resourceVersion and generation (bumped only when
-//! something outside metadata and status changes; a write that changes nothing is a no-op
-//! without a watch event), GET / LIST with label selectors / WATCH (JSON lines, replayed from
-//! a resourceVersion, closed after a timeout so clients re-watch), create (409
-//! AlreadyExists), update with a resourceVersion precondition (409 Conflict), merge / JSON /
-//! server-side-apply patches, delete with uid preconditions and background garbage collection
-//! of dependents, metadata-only responses, 404 for resources it does not serve, and injected
-//! faults. It can also "restart" (every open watch ends and, for a while, every connection is
-//! refused) and compact its history, after which a watch that resumes from an older
-//! resourceVersion gets the API server's 410 Gone ERROR event and the client must re-list.
+//! Modelled, because the controller's safety depends on it:
+//! - uid, monotonic resourceVersion, generation (bumped only when something outside metadata
+//!   and status changes); a write that changes nothing is a no-op without a watch event.
+//! - GET, LIST and WATCH with label selectors, validated like the server's (a malformed key
+//!   or value is 400 BadRequest); watches are JSON lines replayed from a resourceVersion and
+//!   closed after a timeout; metadata-only responses (`PartialObjectMetadata`).
+//! - create (409 AlreadyExists), update with a resourceVersion precondition (409 Conflict),
+//!   merge / JSON patches, and the status subresource: writes to the object keep the stored
+//!   `status`, writes to `/status` change nothing else.
+//! - server-side apply with field ownership: every apply and update records which fields its
+//!   field manager owns (returned in `metadata.managedFields`); an apply that would change a
+//!   field another manager owns is refused with 409 Conflict unless forced, in which case the
+//!   fields change hands; fields a manager stops applying are removed unless another manager
+//!   owns them; `ownerReferences` merge by uid, maps key by key, other lists are atomic.
+//! - delete with `uid` and `resourceVersion` preconditions (409 Conflict when they do not
+//!   hold), finalizers (delete sets `deletionTimestamp`; removing the last finalizer deletes),
+//!   and background garbage collection of objects whose owners are all gone, either at once
+//!   or, after `hold_garbage_collection`, only when the test runs `collect_garbage`.
+//! - 404 for resources it does not serve (a CRD not installed), injected faults per verb and
+//!   client, a "restart" (open watches end, connections refused for a while), and history
+//!   compaction (a watch resuming from before it gets 410 Gone and the client must re-list).
 //!
-//! Server-side apply is modelled simply but honestly: the applied body overwrites what is
-//! there, and fields the same manager applied before but left out now are removed.
-//! Conflicts between managers are not modelled (the controller always forces).
+//! Not modelled: authentication and RBAC (every request is allowed; `seen` records the calls
+//! so tests can derive the permissions needed), admission (webhooks, defaulting, schema
+//! validation of bodies: the CRD-schema test checks generated bodies), field selectors,
+//! pagination, foreground / orphan propagation and `blockOwnerDeletion`, strategic-merge
+//! patch semantics beyond what a JSON merge patch does for the fields used here,
+//! managedFields in the exact FieldsV1 encoding (paths are JSON pointers here), `dryRun`,
+//! and namespaces as objects (any namespace exists).
 
 #![allow(dead_code)]
 
@@ -128,7 +143,7 @@ pub const ALL: [Res; 10] = [
     MUTATING_WEBHOOK,
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verb {
     Get,
     List,
@@ -164,7 +179,10 @@ pub struct Seen {
     pub tag: &'static str,
     pub at: std::time::Instant,
     pub verb: Verb,
+    pub group: String,
     pub plural: String,
+    /// `status` for a write to the status subresource.
+    pub subresource: Option<String>,
     pub namespace: String,
     pub name: String,
     pub field_manager: Option<String>,
@@ -187,6 +205,10 @@ struct State {
     objects: BTreeMap<Key, Value>,
     /// Last body applied per (object, field manager).
     applied: BTreeMap<(Key, String), Value>,
+    /// Field ownership per object: manager -> (operation, owned field paths).
+    managers: BTreeMap<Key, BTreeMap<String, Managed>>,
+    /// While set, owners' deletion leaves dependents in place until `collect_garbage`.
+    hold_gc: bool,
     rv: u64,
     uids: u64,
     log: Vec<Change>,
@@ -199,6 +221,20 @@ struct State {
     down_until: Option<std::time::Instant>,
     refused: usize,
     expired_watches: usize,
+    /// Deletes refused because a precondition did not hold.
+    failed_preconditions: usize,
+    /// The DeleteOptions body of every accepted delete request.
+    deletes: Vec<Value>,
+    /// Verbs the API server authorizes besides the request's own: an apply that creates the
+    /// object is also checked as `create` (group, plural).
+    also_authorized: BTreeSet<(Verb, String, String)>,
+}
+
+/// One field manager's share of an object.
+#[derive(Clone, Debug)]
+struct Managed {
+    operation: &'static str,
+    fields: BTreeSet<String>,
 }
 
 struct Inner {
@@ -273,6 +309,52 @@ impl FakeApi {
         self.state().seen.clone()
     }
 
+    /// The distinct calls made so far as RBAC authorizes them: `verb group
+    /// resource[/subresource]` lines, sorted (the core group is `""`).
+    pub fn rbac_calls(&self) -> Vec<String> {
+        let line = |verb: Verb, group: &str, resource: &str| {
+            let verb = format!("{verb:?}").to_lowercase();
+            let group = if group.is_empty() { "\"\"" } else { group };
+            format!("{verb} {group} {resource}")
+        };
+        let mut calls: BTreeSet<String> = self
+            .seen()
+            .iter()
+            .map(|s| {
+                let resource = match &s.subresource {
+                    Some(sub) => format!("{}/{sub}", s.plural),
+                    None => s.plural.clone(),
+                };
+                line(s.verb, &s.group, &resource)
+            })
+            .collect();
+        for (verb, group, plural) in &self.state().also_authorized {
+            calls.insert(line(*verb, group, plural));
+        }
+        calls.into_iter().collect()
+    }
+
+    /// Compares `rbac_calls` with the committed list at `path` (relative to the package),
+    /// which the chart tests hold the chart's RBAC rules against. `UPDATE_API_CALLS=1`
+    /// rewrites the list instead.
+    pub fn check_rbac_calls(&self, path: &str, header: &str) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let mut text = String::from(header);
+        for c in self.rbac_calls() {
+            text.push_str(&c);
+            text.push('\n');
+        }
+        if std::env::var_os("UPDATE_API_CALLS").is_some() {
+            std::fs::write(&file, &text).expect("write the API call list");
+            return;
+        }
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(
+            committed, text,
+            "the API calls differ from {path}; if the change is intended, rerun with UPDATE_API_CALLS=1 and update the chart's RBAC to match"
+        );
+    }
+
     /// Restarts the API server: every open watch stream ends now, and for `outage` every
     /// request fails as a refused connection. Stored objects survive (etcd keeps them).
     pub fn restart(&self, outage: Duration) {
@@ -339,16 +421,71 @@ impl FakeApi {
     pub fn edit(&self, res: Res, ns: &str, name: &str, f: impl FnOnce(&mut Value)) -> Value {
         let mut st = self.state();
         let key = (res.plural.to_string(), ns.to_string(), name.to_string());
-        let mut next = st.objects.get(&key).cloned().expect("object to edit");
+        let live = st.objects.get(&key).cloned().expect("object to edit");
+        let mut next = live.clone();
         f(&mut next);
+        track_update(&mut st, &key, "kubectl-edit", &live, &next);
         commit(&mut st, &self.inner.changes, &key, next)
     }
 
-    /// Deletes directly, with garbage collection of dependents.
+    /// Deletes directly (`kubectl delete`): an object with finalizers only gets its
+    /// `deletionTimestamp`; otherwise it goes, and its dependents with it (see
+    /// `hold_garbage_collection`).
     pub fn delete(&self, res: Res, ns: &str, name: &str) -> bool {
         let mut st = self.state();
         let key = (res.plural.to_string(), ns.to_string(), name.to_string());
-        remove(&mut st, &self.inner.changes, &key).is_some()
+        if !st.objects.contains_key(&key) {
+            return false;
+        }
+        delete_or_mark(&mut st, &self.inner.changes, &key);
+        true
+    }
+
+    /// Makes garbage collection take time: from now on, dependents of a deleted owner stay
+    /// until `collect_garbage` (the real collector works from its own informers, seconds
+    /// later).
+    pub fn hold_garbage_collection(&self) {
+        self.state().hold_gc = true;
+    }
+
+    /// Runs the garbage collector once: deletes every object whose owners are all gone.
+    /// Returns how many it deleted.
+    pub fn collect_garbage(&self) -> usize {
+        let mut st = self.state();
+        let mut n = 0;
+        while let Some(k) = orphan(&st) {
+            delete_or_mark(&mut st, &self.inner.changes, &k);
+            n += 1;
+        }
+        n
+    }
+
+    /// Deletes refused with 409 because a uid or resourceVersion precondition failed.
+    pub fn failed_preconditions(&self) -> usize {
+        self.state().failed_preconditions
+    }
+
+    /// The DeleteOptions of every delete the fake accepted, in order.
+    pub fn delete_options(&self) -> Vec<Value> {
+        self.state().deletes.clone()
+    }
+
+    /// The managers recorded for an object: (manager, operation, owned field paths).
+    pub fn managers(&self, res: Res, ns: &str, name: &str) -> Vec<(String, String, Vec<String>)> {
+        let key = (res.plural.to_string(), ns.to_string(), name.to_string());
+        self.state()
+            .managers
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|(m, f)| {
+                (
+                    m.clone(),
+                    f.operation.to_string(),
+                    f.fields.iter().cloned().collect(),
+                )
+            })
+            .collect()
     }
 
     async fn handle(self, req: Request<Body>, tag: &'static str) -> Response<RespBody> {
@@ -396,7 +533,9 @@ impl FakeApi {
                 tag,
                 at: std::time::Instant::now(),
                 verb,
+                group: path.group.clone(),
                 plural: path.plural.clone(),
+                subresource: path.subresource.clone(),
                 namespace: path.namespace.clone().unwrap_or_default(),
                 name: path.name.clone().unwrap_or_default(),
                 field_manager: query.get("fieldManager").cloned(),
@@ -439,10 +578,23 @@ impl FakeApi {
         }
 
         let ns = path.namespace.clone().unwrap_or_default();
-        let selector = query
-            .get("labelSelector")
-            .map(|s| Selector::parse(s))
-            .unwrap_or_default();
+        let selector = match query.get("labelSelector").map(|s| Selector::parse(s)) {
+            None => Selector::default(),
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                return status(
+                    400,
+                    "BadRequest",
+                    &format!("unable to parse requirement: {e}"),
+                );
+            }
+        };
+        let manager = query
+            .get("fieldManager")
+            .cloned()
+            .unwrap_or_else(|| tag.to_string());
+        let force = query.get("force").is_some_and(|f| f == "true");
+        let to_status = path.subresource.is_some();
         match verb {
             Verb::Get => {
                 let key = (res.plural.to_string(), ns, path.name.unwrap_or_default());
@@ -515,8 +667,9 @@ impl FakeApi {
                         ),
                     );
                 }
-                let mut next = obj;
+                let mut next = split_status(&live, obj, to_status);
                 keep_server_fields(&live, &mut next);
+                track_update(&mut st, &key, &manager, &live, &next);
                 ok(&commit(&mut st, &self.inner.changes, &key, next))
             }
             Verb::Patch => {
@@ -531,24 +684,50 @@ impl FakeApi {
                     let Some(manager) = query.get("fieldManager").cloned() else {
                         return status(422, "Invalid", "fieldManager is required for apply");
                     };
+                    if let Some(live) = &live {
+                        let conflicts = apply_conflicts(&st, &key, &manager, live, &patch);
+                        if !conflicts.is_empty() && !force {
+                            return status(
+                                409,
+                                "Conflict",
+                                &format!(
+                                    "Apply failed with {} conflict(s): {}",
+                                    conflicts.len(),
+                                    conflicts.join(", ")
+                                ),
+                            );
+                        }
+                    }
                     let prev = st.applied.get(&(key.clone(), manager.clone())).cloned();
-                    st.applied.insert((key.clone(), manager), patch.clone());
+                    st.applied
+                        .insert((key.clone(), manager.clone()), patch.clone());
+                    track_apply(&mut st, &key, &manager, &patch);
                     match live {
                         None => {
                             let mut obj = patch;
                             obj["apiVersion"] = json!(res.api_version());
                             obj["kind"] = json!(res.kind);
+                            stamp_managed(&st, &key, &mut obj);
                             match create(&mut st, &self.inner.changes, res.plural, &ns, obj) {
-                                Ok(o) => respond(201, &o),
+                                Ok(o) => {
+                                    let also = (
+                                        Verb::Create,
+                                        res.group.to_string(),
+                                        res.plural.to_string(),
+                                    );
+                                    st.also_authorized.insert(also);
+                                    respond(201, &o)
+                                }
                                 Err((code, reason, message)) => status(code, reason, &message),
                             }
                         }
                         Some(live) => {
                             let mut next = live.clone();
                             if let Some(prev) = prev {
-                                drop_unapplied(&mut next, &prev, &patch);
+                                drop_unapplied(&st, &key, &mut next, &prev, &patch);
                             }
                             merge_apply(&mut next, &patch);
+                            let mut next = split_status(&live, next, to_status);
                             keep_server_fields(&live, &mut next);
                             ok(&commit(&mut st, &self.inner.changes, &key, next))
                         }
@@ -570,7 +749,9 @@ impl FakeApi {
                         // two agree.
                         json_patch::merge(&mut next, &patch);
                     }
+                    let mut next = split_status(&live, next, to_status);
                     keep_server_fields(&live, &mut next);
+                    track_update(&mut st, &key, &manager, &live, &next);
                     ok(&commit(&mut st, &self.inner.changes, &key, next))
                 }
             }
@@ -582,17 +763,27 @@ impl FakeApi {
                     return not_found(&res, &name);
                 };
                 let opts: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
-                    && live.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
-                {
-                    return status(
-                        409,
-                        "Conflict",
-                        "Precondition failed: UID in precondition does not match",
-                    );
+                for (field, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+                    let want = opts.pointer(&format!("/preconditions/{field}"));
+                    let want = want.and_then(Value::as_str);
+                    let have = live
+                        .pointer(&format!("/metadata/{field}"))
+                        .and_then(Value::as_str);
+                    if want.is_some_and(|w| Some(w) != have) {
+                        st.failed_preconditions += 1;
+                        return status(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Precondition failed: {what} in precondition: {}, {what} in object meta: {}",
+                                want.unwrap_or_default(),
+                                have.unwrap_or_default()
+                            ),
+                        );
+                    }
                 }
-                let gone = remove(&mut st, &self.inner.changes, &key).unwrap_or(live);
-                ok(&gone)
+                st.deletes.push(opts);
+                ok(&delete_or_mark(&mut st, &self.inner.changes, &key))
             }
         }
     }
@@ -742,6 +933,7 @@ struct ApiPath {
     namespace: Option<String>,
     plural: String,
     name: Option<String>,
+    subresource: Option<String>,
 }
 
 fn parse_path(path: &str) -> Option<ApiPath> {
@@ -755,9 +947,15 @@ fn parse_path(path: &str) -> Option<ApiPath> {
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
         _ => (None, rest),
     };
-    let (plural, name) = match rest {
-        [p] => (p.to_string(), None),
-        [p, n] => (p.to_string(), Some(n.to_string())),
+    let (plural, name, subresource) = match rest {
+        [p] => (p.to_string(), None, None),
+        [p, n] => (p.to_string(), Some(n.to_string()), None),
+        // Only the status subresource is served.
+        [p, n, "status"] => (
+            p.to_string(),
+            Some(n.to_string()),
+            Some("status".to_string()),
+        ),
         _ => return None,
     };
     Some(ApiPath {
@@ -766,6 +964,7 @@ fn parse_path(path: &str) -> Option<ApiPath> {
         namespace,
         plural,
         name,
+        subresource,
     })
 }
 
@@ -824,7 +1023,9 @@ enum Requirement {
 }
 
 impl Selector {
-    pub fn parse(s: &str) -> Selector {
+    /// Parses and validates like the API server: keys are qualified names (optional DNS
+    /// prefix and `/`), values are empty or label values; anything else is an error (400).
+    pub fn parse(s: &str) -> Result<Selector, String> {
         let mut parts = Vec::new();
         let mut depth = 0;
         let mut cur = String::new();
@@ -849,7 +1050,10 @@ impl Selector {
                 .map(|x| x.trim().to_string())
                 .collect::<Vec<_>>()
         };
-        let reqs = parts
+        if depth != 0 {
+            return Err(format!("unbalanced parentheses in {s:?}"));
+        }
+        let reqs: Vec<Requirement> = parts
             .iter()
             .map(|p| p.trim())
             .filter(|p| !p.is_empty())
@@ -869,7 +1073,17 @@ impl Selector {
                 }
             })
             .collect();
-        Selector(reqs)
+        for r in &reqs {
+            let (key, values): (&str, &[String]) = match r {
+                Requirement::Exists(k) | Requirement::NotExists(k) => (k, &[]),
+                Requirement::In(k, vs) | Requirement::NotIn(k, vs) => (k, vs),
+            };
+            check_label_key(key)?;
+            for v in values {
+                check_label_value(v)?;
+            }
+        }
+        Ok(Selector(reqs))
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -882,6 +1096,307 @@ impl Selector {
             Requirement::NotIn(k, vs) => get(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
         })
     }
+}
+
+/// A label name: at most 63 characters, alphanumeric at both ends, `-_.` inside.
+fn label_name_ok(n: &str) -> bool {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(inner)
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            })
+    });
+    if prefix_ok && label_name_ok(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid label key {key:?}: must be a qualified name"
+        ))
+    }
+}
+
+fn check_label_value(v: &str) -> Result<(), String> {
+    if v.is_empty() || label_name_ok(v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid label value: {v:?}: must be 63 characters or less, alphanumeric at both ends"
+        ))
+    }
+}
+
+/// Fields of an object that a write to the main resource may not change (`status`), or, on
+/// the status subresource, the only ones it may change.
+fn split_status(live: &Value, mut next: Value, to_status: bool) -> Value {
+    if to_status {
+        let status = next.get("status").cloned();
+        next = live.clone();
+        match status {
+            Some(s) => next["status"] = s,
+            None => {
+                if let Some(o) = next.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    } else if let Some(o) = next.as_object_mut() {
+        match live.get("status") {
+            Some(s) => {
+                o.insert("status".into(), s.clone());
+            }
+            None => {
+                o.remove("status");
+            }
+        }
+    }
+    next
+}
+
+/// The fields a body sets, as paths: nested maps down to their leaves; lists are atomic,
+/// except `ownerReferences` (merged by uid, one path per uid). Only labels, annotations,
+/// ownerReferences and finalizers count in metadata; `status` is the subresource's.
+fn field_paths(obj: &Value) -> BTreeMap<String, Value> {
+    fn walk(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    walk(
+                        v,
+                        format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        out,
+                    );
+                }
+            }
+            _ => {
+                out.insert(at, v.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let Some(top) = obj.as_object() else {
+        return out;
+    };
+    for (k, v) in top {
+        match k.as_str() {
+            "apiVersion" | "kind" | "status" => {}
+            "metadata" => {
+                for f in ["labels", "annotations"] {
+                    if let Some(m) = v.get(f) {
+                        walk(m, format!("/metadata/{f}"), &mut out);
+                    }
+                }
+                if let Some(fin) = v.get("finalizers") {
+                    out.insert("/metadata/finalizers".into(), fin.clone());
+                }
+                for r in v
+                    .get("ownerReferences")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let uid = r.get("uid").and_then(Value::as_str).unwrap_or_default();
+                    out.insert(format!("/metadata/ownerReferences[uid={uid}]"), r.clone());
+                }
+            }
+            _ => walk(v, format!("/{k}"), &mut out),
+        }
+    }
+    out
+}
+
+/// The value at a path from `field_paths`, in a stored object.
+fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(uid) = path
+        .strip_prefix("/metadata/ownerReferences[uid=")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        return obj
+            .pointer("/metadata/ownerReferences")?
+            .as_array()?
+            .iter()
+            .find(|r| r.get("uid").and_then(Value::as_str) == Some(uid));
+    }
+    obj.pointer(path)
+}
+
+fn remove_at(obj: &mut Value, path: &str) {
+    if let Some(uid) = path
+        .strip_prefix("/metadata/ownerReferences[uid=")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        if let Some(rs) = obj
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
+            rs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+        }
+        return;
+    }
+    if let Some((parent, last)) = path.rsplit_once('/') {
+        let last = last.replace("~1", "/").replace("~0", "~");
+        if let Some(o) = obj.pointer_mut(parent).and_then(Value::as_object_mut) {
+            o.remove(&last);
+        }
+    }
+}
+
+/// Fields `manager` would take over from other managers with a different value: the
+/// server's apply conflicts ("conflict with \"kubectl\": .spec.x").
+fn apply_conflicts(
+    st: &State,
+    key: &Key,
+    manager: &str,
+    live: &Value,
+    body: &Value,
+) -> Vec<String> {
+    let Some(managers) = st.managers.get(key) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (path, want) in field_paths(body) {
+        if value_at(live, &path) == Some(&want) {
+            continue;
+        }
+        for (other, m) in managers {
+            if other != manager && m.fields.contains(&path) {
+                out.push(format!("conflict with {other:?}: {path}"));
+            }
+        }
+    }
+    out
+}
+
+/// An apply: the manager now owns exactly what it applied, taken from everyone else (the
+/// caller has refused the apply already if that took a differing value without `force`).
+fn track_apply(st: &mut State, key: &Key, manager: &str, body: &Value) {
+    let fields: BTreeSet<String> = field_paths(body).into_keys().collect();
+    let managers = st.managers.entry(key.clone()).or_default();
+    for (other, m) in managers.iter_mut() {
+        if other != manager {
+            m.fields.retain(|f| !fields.contains(f));
+        }
+    }
+    managers.insert(
+        manager.to_string(),
+        Managed {
+            operation: "Apply",
+            fields,
+        },
+    );
+    managers.retain(|_, m| !m.fields.is_empty());
+}
+
+/// An update or a non-apply patch: the writer takes every field it changed.
+fn track_update(st: &mut State, key: &Key, manager: &str, live: &Value, next: &Value) {
+    let before = field_paths(live);
+    let changed: BTreeSet<String> = field_paths(next)
+        .into_iter()
+        .filter(|(p, v)| before.get(p) != Some(v))
+        .map(|(p, _)| p)
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let managers = st.managers.entry(key.clone()).or_default();
+    for (other, m) in managers.iter_mut() {
+        if other != manager {
+            m.fields.retain(|f| !changed.contains(f));
+        }
+    }
+    let mine = managers.entry(manager.to_string()).or_insert(Managed {
+        operation: "Update",
+        fields: BTreeSet::new(),
+    });
+    mine.fields.extend(changed);
+    managers.retain(|_, m| !m.fields.is_empty());
+}
+
+/// Writes the ownership records into `metadata.managedFields`, as the server returns them.
+fn stamp_managed(st: &State, key: &Key, obj: &mut Value) {
+    let entries: Vec<Value> = st
+        .managers
+        .get(key)
+        .into_iter()
+        .flatten()
+        .map(|(manager, m)| {
+            json!({
+                "manager": manager,
+                "operation": m.operation,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": m.fields.iter().map(|f| (f.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if entries.is_empty() {
+            meta.remove("managedFields");
+        } else {
+            meta.insert("managedFields".into(), Value::Array(entries));
+        }
+    }
+}
+
+/// A delete request: an object with finalizers is only marked (`deletionTimestamp`); the
+/// last finalizer's removal deletes it (see `commit`).
+fn delete_or_mark(st: &mut State, changes: &broadcast::Sender<Change>, key: &Key) -> Value {
+    let Some(live) = st.objects.get(key).cloned() else {
+        return Value::Null;
+    };
+    let has_finalizers = live
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if !has_finalizers {
+        return remove(st, changes, key).unwrap_or(live);
+    }
+    if live.pointer("/metadata/deletionTimestamp").is_some() {
+        return live;
+    }
+    let mut next = live;
+    next["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
+    next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    commit(st, changes, key, next)
+}
+
+/// An object with owner references none of which exists any more.
+fn orphan(st: &State) -> Option<Key> {
+    let uids: BTreeSet<&str> = st
+        .objects
+        .values()
+        .filter_map(|o| o.pointer("/metadata/uid").and_then(Value::as_str))
+        .collect();
+    st.objects
+        .iter()
+        .filter(|(_, o)| o.pointer("/metadata/deletionTimestamp").is_none())
+        .find(|(_, o)| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|rs| {
+                    !rs.is_empty()
+                        && rs.iter().all(|r| {
+                            !uids.contains(r.get("uid").and_then(Value::as_str).unwrap_or_default())
+                        })
+                })
+        })
+        .map(|(k, _)| k.clone())
 }
 
 fn shape(obj: &Value, metadata_only: bool) -> Value {
@@ -947,6 +1462,19 @@ fn commit(
     let Some(live) = st.objects.get(key).cloned() else {
         return next;
     };
+    stamp_managed(st, key, &mut next);
+    // A deleted object takes no new finalizers; the last one's removal completes the delete.
+    if live.pointer("/metadata/deletionTimestamp").is_some() {
+        next["metadata"]["deletionTimestamp"] = live["metadata"]["deletionTimestamp"].clone();
+        let done = next
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if done {
+            st.objects.insert(key.clone(), next);
+            return remove(st, changes, key).unwrap_or(live);
+        }
+    }
     let strip_rv = |v: &Value| {
         let mut v = v.clone();
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -988,28 +1516,16 @@ fn commit(
 fn remove(st: &mut State, changes: &broadcast::Sender<Change>, key: &Key) -> Option<Value> {
     let mut gone = st.objects.remove(key)?;
     st.applied.retain(|(k, _), _| k != key);
+    st.managers.remove(key);
     st.rv += 1;
     if let Some(m) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(st.rv.to_string()));
     }
     record(st, changes, &key.0, &key.1, "DELETED", &gone);
-    let uid = gone
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let dependents: Vec<Key> = st
-        .objects
-        .iter()
-        .filter(|(_, o)| {
-            o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|rs| rs.iter().any(|r| r.get("uid") == Some(&json!(uid))))
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    for d in dependents {
-        remove(st, changes, &d);
+    if !st.hold_gc {
+        while let Some(k) = orphan(st) {
+            delete_or_mark(st, changes, &k);
+        }
     }
     Some(gone)
 }
@@ -1052,33 +1568,39 @@ fn keep_server_fields(live: &Value, next: &mut Value) {
     }
 }
 
-/// Removes from `target` the fields `prev` applied that `now` no longer applies.
-fn drop_unapplied(target: &mut Value, prev: &Value, now: &Value) {
-    let (Some(t), Some(p)) = (target.as_object_mut(), prev.as_object()) else {
-        return;
+/// Removes from `target` the fields `prev` applied that `now` no longer applies, unless
+/// another manager owns them too (the caller has recorded `now` already).
+fn drop_unapplied(st: &State, key: &Key, target: &mut Value, prev: &Value, now: &Value) {
+    let now = field_paths(now);
+    let owned_by_others = |p: &str| {
+        st.managers
+            .get(key)
+            .is_some_and(|ms| ms.values().any(|m| m.fields.contains(p)))
     };
-    for (k, pv) in p {
-        match now.get(k) {
-            None => {
-                t.remove(k);
-            }
-            Some(nv) if pv.is_object() && nv.is_object() => {
-                if let Some(tv) = t.get_mut(k) {
-                    drop_unapplied(tv, pv, nv);
-                }
-            }
-            Some(_) => {}
+    for path in field_paths(prev).into_keys() {
+        if !now.contains_key(&path) && !owned_by_others(&path) {
+            remove_at(target, &path);
         }
     }
 }
 
-/// Applied fields win; objects merge key by key; lists and scalars are replaced.
+/// Applied fields win; objects merge key by key; `ownerReferences` merge by uid; other lists
+/// and scalars are replaced.
 fn merge_apply(target: &mut Value, applied: &Value) {
     match (target.as_object_mut(), applied.as_object()) {
         (Some(t), Some(a)) => {
             for (k, av) in a {
                 match t.get_mut(k) {
                     Some(tv) if tv.is_object() && av.is_object() => merge_apply(tv, av),
+                    Some(Value::Array(tv)) if k == "ownerReferences" && av.is_array() => {
+                        for r in av.as_array().into_iter().flatten() {
+                            let uid = r.get("uid");
+                            match tv.iter_mut().find(|x| x.get("uid") == uid) {
+                                Some(x) => *x = r.clone(),
+                                None => tv.push(r.clone()),
+                            }
+                        }
+                    }
                     _ => {
                         t.insert(k.clone(), av.clone());
                     }
