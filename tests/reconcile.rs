@@ -898,7 +898,8 @@ async fn a_predecessors_objects_are_waited_for_then_replaced_after_garbage_colle
     );
     assert_eq!(api.failed_preconditions(), 0);
 
-    assert_eq!(api.collect_garbage(), 2);
+    // The ScaledObject, the ServiceMonitor and the PrometheusRule beside it.
+    assert_eq!(api.collect_garbage(), 3);
     eventually("new objects owned by the new InferenceService", || {
         api.get(SCALED_OBJECT, NS, "m-predictor").is_some_and(|so| {
             so["metadata"]["ownerReferences"][0]["uid"] == second["metadata"]["uid"]
