@@ -66,7 +66,13 @@ def render(
 
 def install_yaml() -> str:
     """webhook-config/install.yaml: the chart rendered for kubectl users, with a Namespace."""
-    objects = render(INSTALL_VALUES, name=INSTALL_NAME, namespace=INSTALL_NAMESPACE)
+    # Helm hooks (uninstall clean-up, `helm test`) mean nothing to kubectl: applied, they would run
+    # at once.
+    objects = [
+        o
+        for o in render(INSTALL_VALUES, name=INSTALL_NAME, namespace=INSTALL_NAMESPACE)
+        if "helm.sh/hook" not in o["metadata"].get("annotations", {})
+    ]
     for obj in objects:
         for meta in (obj["metadata"], obj.get("spec", {}).get("template", {}).get("metadata")):
             if meta and "labels" in meta:

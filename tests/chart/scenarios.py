@@ -58,6 +58,15 @@ EVERYTHING: dict[str, Any] = {
     "log": {"level": "info,kserve_keda_webhook=debug", "format": "text"},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "policy": {"limits": {"maxReplicas": 20}, "enforcement": "warn"},
+    "revisionHistoryLimit": 2,
+    "extraArgs": ["--cert-dir=/tmp/certs"],
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+    "serve": {"certCheckIntervalSeconds": 600, "certReloadIntervalSeconds": 30, "shutdownDelaySeconds": 10},
+    "networkPolicy": {"enabled": True, "apiServerIngressPeers": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+                      "apiServerEgressPeers": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
+    "tests": {"namespace": "default"},
 }
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -84,6 +93,17 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "single-replica": {"replicaCount": 1},
     "everything": EVERYTHING,
     "everything-certManager": {**EVERYTHING, "certs": {"mode": "certManager"}},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "relabelings": [{"targetLabel": "cluster", "replacement": "eu-1"}],
+                               "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_.*",
+                                                      "action": "drop"}],
+                               "targetLabels": ["app.kubernetes.io/instance"]},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
+        "networkPolicy": {"enabled": True},
+    },
 }
 
 
@@ -92,9 +112,23 @@ def _render_cached(values_json: str) -> tuple:
     return tuple(render(json.loads(values_json), name=NAME, namespace=NAMESPACE))
 
 
-def render_values(values: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rendered objects for these values (cached; callers get their own copy)."""
+def is_hook(obj: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in obj["metadata"].get("annotations", {})
+
+
+def render_all(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rendered object, Helm hooks included (cached; callers get their own copy)."""
     return copy.deepcopy(list(_render_cached(json.dumps(values, sort_keys=True))))
+
+
+def render_values(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The release's objects for these values; Helm hooks (clean-up, `helm test`) left out."""
+    return [o for o in render_all(values) if not is_hook(o)]
+
+
+def render_hooks(values: dict[str, Any], hook: str) -> list[dict[str, Any]]:
+    """The objects of one Helm hook (pre-delete, test)."""
+    return [o for o in render_all(values) if is_hook(o) and o["metadata"]["annotations"]["helm.sh/hook"] == hook]
 
 
 def cert_mode(values: dict[str, Any]) -> str:

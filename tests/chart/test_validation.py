@@ -6,7 +6,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from scenarios import NAMESPACE, one, of_kind, render_values
+from scenarios import NAMESPACE, SCENARIOS, one, of_kind, render_all, render_values
 
 # The chart's kubeVersion floor, the version the project's tools validate against, and the newest
 # schema kubernetes-validate ships.
@@ -24,13 +24,17 @@ BUILT_IN_KINDS = {
     "Deployment",
     "PodDisruptionBudget",
     "MutatingWebhookConfiguration",
+    "NetworkPolicy",
+    "Job",
+    "Pod",
 }
-CRD_KINDS = {"Issuer", "Certificate", "ServiceMonitor"}
+CRD_KINDS = {"Issuer", "Certificate", "ServiceMonitor", "PrometheusRule"}
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_built_in_objects_are_strictly_valid(scenario, kube_version):
-    _, _, objects = scenario
+    name, _, _ = scenario
+    objects = render_all(SCENARIOS[name])  # hooks included
     checked = 0
     for obj in objects:
         if obj["apiVersion"].startswith(CRD_GROUPS):
@@ -46,13 +50,17 @@ def test_built_in_objects_are_strictly_valid(scenario, kube_version):
 
 
 def test_only_known_kinds(scenario):
-    _, _, objects = scenario
+    name, _, _ = scenario
+    objects = render_all(SCENARIOS[name])
     kinds = {o["kind"] for o in objects}
     assert kinds <= BUILT_IN_KINDS | CRD_KINDS, kinds - BUILT_IN_KINDS - CRD_KINDS
     # Every namespaced object goes to the release namespace; cluster-scoped ones carry none.
     for obj in objects:
         if obj["kind"] in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"):
             assert "namespace" not in obj["metadata"]
+        elif obj["metadata"].get("annotations", {}).get("helm.sh/hook") == "test" and obj["kind"] in ("Role", "RoleBinding"):
+            # `helm test` grants the dry-run create in the namespace the test InferenceService goes to.
+            assert obj["metadata"]["namespace"] == "default", obj["kind"]
         else:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["kind"]
 
@@ -64,7 +72,8 @@ def test_object_names_are_unique_per_kind(scenario):
 
 
 def test_standard_labels(scenario):
-    _, _, objects = scenario
+    name, _, _ = scenario
+    objects = render_all(SCENARIOS[name])
     for obj in objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "kserve-keda-webhook"

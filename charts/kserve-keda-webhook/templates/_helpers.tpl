@@ -80,3 +80,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toYaml .Values.policy }}
 {{- end }}
 {{- end }}
+
+{{- define "kserve-keda-webhook.kubectlImage" -}}
+{{- printf "%s:%s" .Values.kubectl.image.repository .Values.kubectl.image.tag }}
+{{- end }}
+
+{{/* Restricted-profile security settings of the hook and test containers. */}}
+{{- define "kserve-keda-webhook.hookSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  readOnlyRootFilesystem: true
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop:
+      - ALL
+  seccompProfile:
+    type: RuntimeDefault
+resources:
+  requests:
+    cpu: 10m
+    memory: 32Mi
+  limits:
+    memory: 64Mi
+{{- end }}
