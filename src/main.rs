@@ -1,4 +1,5 @@
-//! Command line: `render`, `serve`, `policy check`, `version`. Parsing and wiring only.
+//! Command line: `render`, `serve`, `policy check`, `version`, `completion`. Parsing and
+//! wiring only.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -46,16 +47,37 @@ enum Command {
     /// Work with platform policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Print the version.
-    Version,
+    /// Print the version, the commit, the build date and the compiler.
+    Version {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: VersionFormat,
+    },
+    /// Print a shell completion script, e.g. `source <(kserve-keda-webhook completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VersionFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Check a policy file; errors name the line or the field.
     Check {
-        #[arg(long, value_name = "FILE")]
-        policy: PathBuf,
+        /// Policy file to read, or `-` for standard input.
+        #[arg(
+            short = 'f',
+            long = "filename",
+            visible_alias = "policy",
+            value_name = "FILE"
+        )]
+        file: String,
     },
 }
 
@@ -213,8 +235,19 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => {
-            println!("kserve-keda-webhook {}", env!("CARGO_PKG_VERSION"));
+        Command::Version { output } => {
+            print!("{}", version_text(output));
+            ExitCode::SUCCESS
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(
+                shell,
+                &mut cmd,
+                "kserve-keda-webhook",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
         Command::Render(args) => run_render(*args),
@@ -228,9 +261,9 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
-        Command::Policy(PolicyCommand::Check { policy }) => match load_policy(&policy) {
-            Ok(_) => {
-                println!("{}: ok", policy.display());
+        Command::Policy(PolicyCommand::Check { file }) => match check_policy(&file) {
+            Ok(()) => {
+                println!("{}: ok", input_name(&file));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -299,6 +332,42 @@ fn load_policy(path: &std::path::Path) -> anyhow::Result<(Policy, String)> {
         .with_context(|| format!("cannot read policy {}", path.display()))?;
     let parsed = policy::parse(&text).with_context(|| format!("policy {}", path.display()))?;
     Ok((parsed, text))
+}
+
+fn check_policy(file: &str) -> anyhow::Result<()> {
+    let text = read_input(file)?;
+    policy::parse(&text).with_context(|| format!("policy {}", input_name(file)))?;
+    Ok(())
+}
+
+/// How an input file is named in messages.
+fn input_name(file: &str) -> &str {
+    if file == "-" { "standard input" } else { file }
+}
+
+/// `version` output; the build facts come from build.rs.
+fn version_text(format: VersionFormat) -> String {
+    let facts = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("commit", env!("KKW_GIT_COMMIT")),
+        ("buildDate", env!("KKW_BUILD_DATE")),
+        ("rustcVersion", env!("KKW_RUSTC_VERSION")),
+    ];
+    match format {
+        VersionFormat::Json => {
+            let map: serde_json::Map<String, serde_json::Value> = facts
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                .collect();
+            format!("{}\n", serde_json::Value::Object(map))
+        }
+        VersionFormat::Text => {
+            let [(_, version), (_, commit), (_, date), (_, rustc)] = facts;
+            format!(
+                "kserve-keda-webhook {version}\ncommit: {commit}\nbuilt: {date}\nrustc: {rustc}\n"
+            )
+        }
+    }
 }
 
 fn read_input(file: &str) -> anyhow::Result<String> {
