@@ -148,3 +148,36 @@ pub fn encode(registry: &Registry) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leader_gauge_follows_the_election_and_drops_when_it_ends() {
+        let gauge = Gauge::default();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(track_leader(gauge.clone(), rx));
+        let wait_for = |want: i64| {
+            let gauge = gauge.clone();
+            async move {
+                for _ in 0..100 {
+                    if gauge.get() == want {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                false
+            }
+        };
+        tx.send_replace(true);
+        assert!(wait_for(1).await);
+        tx.send_replace(false);
+        assert!(wait_for(0).await);
+        tx.send_replace(true);
+        assert!(wait_for(1).await);
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(gauge.get(), 0);
+    }
+}
