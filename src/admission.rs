@@ -343,6 +343,7 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
             };
             info!(
                 isvc = %new.name, namespace = %new.namespace, op = ?request.operation,
+                uid = %who(&request.uid), user = %who(request.user_info.username.as_deref().unwrap_or_default()),
                 dry_run = request.dry_run, outcome = outcome.as_str(),
                 warnings = p.warnings.len(), "admitted"
             );
@@ -367,9 +368,17 @@ pub fn shown_warning(w: &str) -> String {
     crate::spec::clip_to(&escaped, MAX_WARNING - 3)
 }
 
+/// A request uid or user name as logged: control characters escaped so a crafted name cannot
+/// forge log lines, and cut at a length no real name reaches.
+fn who(s: &str) -> String {
+    crate::spec::clip_to(s, 256)
+}
+
 fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {
     warn!(
         name = %request.name, namespace = ?request.namespace, op = ?request.operation,
+        uid = %who(&request.uid),
+        user = %who(request.user_info.username.as_deref().unwrap_or_default()),
         dry_run = request.dry_run, reason = %message, "denied"
     );
     // 422 like the API server's own validation errors; kubectl prints the message as is.

@@ -9,6 +9,7 @@ pub mod names;
 pub mod patch;
 pub mod plan;
 pub mod policy;
+pub mod process;
 pub mod reconcile;
 pub mod reload;
 pub mod render;

@@ -1,4 +1,5 @@
-//! Command line: `render`, `serve`, `policy check`, `version`. Parsing and wiring only.
+//! Command line: `render`, `serve`, `policy check`, `version`, `completion`. Parsing and
+//! wiring only.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -46,16 +47,37 @@ enum Command {
     /// Work with platform policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Print the version.
-    Version,
+    /// Print the version, the commit, the build date and the compiler.
+    Version {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: VersionFormat,
+    },
+    /// Print a shell completion script, e.g. `source <(kserve-keda-webhook completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VersionFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Check a policy file; errors name the line or the field.
     Check {
-        #[arg(long, value_name = "FILE")]
-        policy: PathBuf,
+        /// Policy file to read, or `-` for standard input.
+        #[arg(
+            short = 'f',
+            long = "filename",
+            visible_alias = "policy",
+            value_name = "FILE"
+        )]
+        file: String,
     },
 }
 
@@ -195,6 +217,30 @@ struct ServeArgs {
     /// Namespace the controller watches (repeatable); all namespaces when absent.
     #[arg(long = "namespace", value_name = "NS")]
     namespaces: Vec<String>,
+    /// Kubeconfig file for the API server; default: in-cluster service account, then the
+    /// KUBECONFIG variable, then ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Elect one controller among the replicas through a Lease. `--leader-elect=false` runs
+    /// the controller at once: then run a single replica.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    leader_elect: bool,
+    /// How long others wait, after they last saw the Lease change, before taking it over.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = duration_flag)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps leading through failed renews (below the lease duration).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration_flag)]
+    leader_elect_renew_deadline: Duration,
+    /// How often the leader renews and the others try to acquire (below the renew deadline).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration_flag)]
+    leader_elect_retry_period: Duration,
     /// Namespace of the leader-election Lease.
     #[arg(
         long,
@@ -213,8 +259,19 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => {
-            println!("kserve-keda-webhook {}", env!("CARGO_PKG_VERSION"));
+        Command::Version { output } => {
+            print!("{}", version_text(output));
+            ExitCode::SUCCESS
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(
+                shell,
+                &mut cmd,
+                "kserve-keda-webhook",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
         Command::Render(args) => run_render(*args),
@@ -228,9 +285,9 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
-        Command::Policy(PolicyCommand::Check { policy }) => match load_policy(&policy) {
-            Ok(_) => {
-                println!("{}: ok", policy.display());
+        Command::Policy(PolicyCommand::Check { file }) => match check_policy(&file) {
+            Ok(()) => {
+                println!("{}: ok", input_name(&file));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -299,6 +356,42 @@ fn load_policy(path: &std::path::Path) -> anyhow::Result<(Policy, String)> {
         .with_context(|| format!("cannot read policy {}", path.display()))?;
     let parsed = policy::parse(&text).with_context(|| format!("policy {}", path.display()))?;
     Ok((parsed, text))
+}
+
+fn check_policy(file: &str) -> anyhow::Result<()> {
+    let text = read_input(file)?;
+    policy::parse(&text).with_context(|| format!("policy {}", input_name(file)))?;
+    Ok(())
+}
+
+/// How an input file is named in messages.
+fn input_name(file: &str) -> &str {
+    if file == "-" { "standard input" } else { file }
+}
+
+/// `version` output; the build facts come from build.rs.
+fn version_text(format: VersionFormat) -> String {
+    let facts = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("commit", env!("KKW_GIT_COMMIT")),
+        ("buildDate", env!("KKW_BUILD_DATE")),
+        ("rustcVersion", env!("KKW_RUSTC_VERSION")),
+    ];
+    match format {
+        VersionFormat::Json => {
+            let map: serde_json::Map<String, serde_json::Value> = facts
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                .collect();
+            format!("{}\n", serde_json::Value::Object(map))
+        }
+        VersionFormat::Text => {
+            let [(_, version), (_, commit), (_, date), (_, rustc)] = facts;
+            format!(
+                "kserve-keda-webhook {version}\ncommit: {commit}\nbuilt: {date}\nrustc: {rustc}\n"
+            )
+        }
+    }
 }
 
 fn read_input(file: &str) -> anyhow::Result<String> {
@@ -379,9 +472,62 @@ fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String
         .collect()
 }
 
+/// A positive duration such as 15s, 500ms or 1m.
+fn duration_flag(text: &str) -> Result<Duration, String> {
+    let secs = simulate::duration::parse("duration", text)?;
+    if secs <= 0.0 {
+        return Err(format!("'{text}' must be above zero"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// The leader-election timings must nest: retry period < renew deadline < lease duration,
+/// and a healthy leader renews at least twice per lease duration.
+fn check_leader_election(args: &ServeArgs) -> anyhow::Result<()> {
+    let (lease, deadline, retry) = (
+        args.leader_elect_lease_duration,
+        args.leader_elect_renew_deadline,
+        args.leader_elect_retry_period,
+    );
+    if deadline >= lease {
+        bail!(
+            "--leader-elect-renew-deadline {deadline:?} must be below --leader-elect-lease-duration {lease:?}"
+        );
+    }
+    if retry >= deadline {
+        bail!(
+            "--leader-elect-retry-period {retry:?} must be below --leader-elect-renew-deadline {deadline:?}"
+        );
+    }
+    if retry * 2 > lease {
+        bail!(
+            "--leader-elect-retry-period {retry:?} must be at most half of --leader-elect-lease-duration {lease:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A client from --kubeconfig, or the usual inference (in-cluster, KUBECONFIG, ~/.kube).
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let Some(path) = kubeconfig else {
+        return kube::Client::try_default().await.context(
+            "the controller, self-managed certificates and label-selected policy rules need a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller and file or --self-signed certificates to serve admission only",
+        );
+    };
+    let file =
+        Kubeconfig::read_from(path).with_context(|| format!("--kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("--kubeconfig {}", path.display()))?;
+    kube::Client::try_from(config)
+        .with_context(|| format!("--kubeconfig {}: cannot build a client", path.display()))
+}
+
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
     let settings = settings(&args.planning)?;
+    check_leader_election(&args)?;
     let self_managed = self_managed_config(&args)?;
     let policy = match &args.planning.policy {
         Some(path) => Some(load_policy(path)?),
@@ -397,9 +543,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let client = if !args.no_controller || self_managed.is_some() || needs_labels {
-        Some(runtime.block_on(kube::Client::try_default()).context(
-            "the controller, self-managed certificates and label-selected policy rules need a Kubernetes API server (in-cluster service account or kubeconfig); run with --no-controller and file or --self-signed certificates to serve admission only",
-        )?)
+        Some(runtime.block_on(kube_client(args.kubeconfig.as_deref()))?)
     } else {
         None
     };
@@ -526,6 +670,10 @@ async fn start_controller(client: kube::Client, args: &ServeArgs, state: &AppSta
     };
     let mut opts = ControllerOptions::new(args.leader_election_namespace.clone(), identity);
     opts.namespaces = args.namespaces.clone();
+    opts.leader_elect = args.leader_elect;
+    opts.lease_duration = args.leader_elect_lease_duration;
+    opts.renew_deadline = Some(args.leader_elect_renew_deadline);
+    opts.renew_interval = args.leader_elect_retry_period;
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
     let readiness = state.readiness.clone();
     tokio::spawn(async move {

@@ -35,6 +35,12 @@ pub struct Metrics {
     pub cert_reloads: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub policy_findings: Family<ModeLabels, Counter>,
+    /// Reviews being answered right now (body read, planned, encoded).
+    pub admissions_in_flight: Gauge,
+    /// 1 while this replica holds the Lease (or runs without leader election).
+    pub leader: Gauge,
+    /// notAfter of the certificate being served, in seconds since the epoch.
+    pub certificate_expiry: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +62,9 @@ impl Metrics {
             cert_reloads: Family::default(),
             policy_reloads: Family::default(),
             policy_findings: Family::default(),
+            admissions_in_flight: Gauge::default(),
+            leader: Gauge::default(),
+            certificate_expiry: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("kserve_keda_webhook");
         r.register(
@@ -98,7 +107,35 @@ impl Metrics {
             "Policy findings let through, by enforcement mode (warn, audit)",
             m.policy_findings.clone(),
         );
+        r.register(
+            "admissions_in_flight",
+            "Admission reviews being answered right now",
+            m.admissions_in_flight.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader-election Lease and runs the controller",
+            m.leader.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, in seconds since the epoch",
+            m.certificate_expiry.clone(),
+        );
+        // The standard names every exporter uses, so existing fleet alerts apply unchanged.
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         m
+    }
+}
+
+/// Mirrors leadership into the `leader` gauge; returns when the sender is gone.
+pub async fn track_leader(gauge: Gauge, mut leader: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        gauge.set(i64::from(*leader.borrow_and_update()));
+        if leader.changed().await.is_err() {
+            gauge.set(0);
+            return;
+        }
     }
 }
 
@@ -110,4 +147,37 @@ pub fn encode(registry: &Registry) -> String {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leader_gauge_follows_the_election_and_drops_when_it_ends() {
+        let gauge = Gauge::default();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(track_leader(gauge.clone(), rx));
+        let wait_for = |want: i64| {
+            let gauge = gauge.clone();
+            async move {
+                for _ in 0..100 {
+                    if gauge.get() == want {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                false
+            }
+        };
+        tx.send_replace(true);
+        assert!(wait_for(1).await);
+        tx.send_replace(false);
+        assert!(wait_for(0).await);
+        tx.send_replace(true);
+        assert!(wait_for(1).await);
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(gauge.get(), 0);
+    }
 }

@@ -69,6 +69,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (pem, config) = tls::load(&opts.certs.cert, &opts.certs.key)?;
+    tls::record_expiry(&state.metrics, &pem);
     let rustls = RustlsConfig::from_config(std::sync::Arc::new(config));
     let reload = tokio::spawn(tls::watch(
         rustls.clone(),

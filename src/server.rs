@@ -165,6 +165,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 /// Takes room for the body from the shared budget before reading it: the declared length,
 /// or the maximum when the client streams without one. Waits up to [`BODY_QUEUE_WAIT`].
 async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    let _in_flight = InFlight::start(&state.metrics.admissions_in_flight);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -218,6 +219,23 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
         }
     };
     answer(&state, &body)
+}
+
+/// Counts a review in `admissions_in_flight` until dropped, however the handler ends
+/// (including a client that goes away and cancels it).
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn start(gauge: &prometheus_client::metrics::gauge::Gauge) -> InFlight {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Reads and drops up to [`MAX_BODY`] bytes of a body that will not be used, one chunk at a

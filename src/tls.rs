@@ -71,6 +71,22 @@ pub fn server_config(
     Ok(config)
 }
 
+/// notAfter of the first certificate of a PEM chain (the one served), in seconds since the
+/// epoch; `None` when there is no certificate or it does not parse.
+pub fn not_after(cert_pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Publishes the expiry of the certificate in `pem` (0 when it cannot be read, which the
+/// expiry alert treats as already expired).
+pub fn record_expiry(metrics: &Metrics, pem: &PemPair) {
+    metrics
+        .certificate_expiry
+        .set(not_after(&pem.cert).unwrap_or(0));
+}
+
 fn read(cert: &Path, key: &Path) -> Result<PemPair, TlsError> {
     let cert_bytes = std::fs::read(cert).map_err(|e| TlsError::Cert {
         path: cert.into(),
@@ -113,9 +129,10 @@ pub async fn watch(
         |next| {
             let c = server_config(next, &cert, &key).map_err(|e| e.to_string())?;
             config.reload_from_config(Arc::new(c));
+            record_expiry(&metrics, next);
             Ok(())
         },
-        metrics.cert_reloads,
+        metrics.cert_reloads.clone(),
     )
     .await;
 }
@@ -222,6 +239,19 @@ mod tests {
         .unwrap();
         assert!(issued.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         server_config(&issued.serving, Path::new("c"), Path::new("k")).unwrap();
+    }
+
+    #[test]
+    fn not_after_is_the_served_certificates() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let issued = self_signed(&["a".into()], Duration::from_secs(7200)).unwrap();
+        let end = not_after(&issued.serving.cert).unwrap();
+        assert!((end - (now + 7200)).abs() <= 5, "{end} vs {now}");
+        // The leaf comes first; a chain with the CA after it still reports the leaf.
+        let other = self_signed(&["b".into()], Duration::from_secs(3 * 86400)).unwrap();
+        let chain = [issued.serving.cert.clone(), other.ca_pem.into_bytes()].concat();
+        assert_eq!(not_after(&chain), Some(end));
+        assert_eq!(not_after(b"no certificate here"), None);
     }
 
     #[test]

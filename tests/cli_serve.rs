@@ -66,6 +66,20 @@ async fn self_signed_serve_answers_reviews_and_stops_on_sigterm() {
         patched["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"],
         "external"
     );
+    // The per-request record, at the default level, says which request and who sent it.
+    let record = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an admission record");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["message"] == "admitted"
+        {
+            break v;
+        }
+    };
+    assert_eq!(record["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(record["user"], "alice");
+    assert_eq!(record["level"], "INFO");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

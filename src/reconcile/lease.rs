@@ -52,16 +52,26 @@ pub struct Elector {
     observed: Option<Observed>,
     /// When this replica last wrote the Lease as its holder.
     last_renewed: Option<Instant>,
+    /// How long after its last successful renew a leader keeps leading through failed ones.
+    renew_deadline: Duration,
 }
 
 impl Elector {
     pub fn new(client: Client, cfg: LeaseConfig) -> Elector {
         Elector {
             api: Api::namespaced(client, &cfg.namespace),
-            cfg,
             observed: None,
             last_renewed: None,
+            renew_deadline: cfg.lease_duration.saturating_sub(cfg.renew_interval),
+            cfg,
         }
+    }
+
+    /// Replaces the default renew deadline (lease duration minus one renew interval); it must
+    /// stay below the lease duration, which is the caller's to check.
+    pub fn with_renew_deadline(mut self, deadline: Duration) -> Elector {
+        self.renew_deadline = deadline;
+        self
     }
 
     /// Runs the election forever, publishing after every round on `leader` whether this
@@ -87,12 +97,12 @@ impl Elector {
         }
     }
 
-    /// Whether a Lease renewed at `last_renewed` is still ours with a safety margin of one
-    /// renew interval (others wait a full lease duration after *they* saw the last renew).
+    /// Whether a Lease renewed at `last_renewed` is still ours: within the renew deadline,
+    /// which leaves a margin below the lease duration (others wait a full lease duration
+    /// after *they* saw the last renew).
     fn still_holding(&self) -> bool {
-        let margin = self.cfg.renew_interval;
         self.last_renewed
-            .is_some_and(|t| t.elapsed() + margin < self.cfg.lease_duration)
+            .is_some_and(|t| t.elapsed() < self.renew_deadline)
     }
 
     /// One attempt to acquire or renew the Lease.

@@ -119,6 +119,11 @@ pub struct ControllerOptions {
     pub lease_duration: Duration,
     /// How often the leader renews and followers retry; well below `lease_duration`.
     pub renew_interval: Duration,
+    /// How long a leader keeps leading through failed renews; between `renew_interval` and
+    /// `lease_duration`. `None`: `lease_duration - renew_interval`.
+    pub renew_deadline: Option<Duration>,
+    /// Take part in the election; `false` reconciles at once (run a single replica then).
+    pub leader_elect: bool,
     /// Requeue after a successful reconcile, as a safety net for missed events.
     pub resync: Duration,
     pub retry_base: Duration,
@@ -136,6 +141,8 @@ impl ControllerOptions {
             identity: identity.into(),
             lease_duration: Duration::from_secs(15),
             renew_interval: Duration::from_secs(5),
+            renew_deadline: None,
+            leader_elect: true,
             resync: Duration::from_secs(600),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
@@ -153,6 +160,14 @@ impl ControllerOptions {
         }
         if self.renew_interval.is_zero() || self.renew_interval * 2 > self.lease_duration {
             return bad("renew interval must be above zero and at most half the lease duration");
+        }
+        if self
+            .renew_deadline
+            .is_some_and(|d| d <= self.renew_interval || d >= self.lease_duration)
+        {
+            return bad(
+                "renew deadline must be above the renew interval and below the lease duration",
+            );
         }
         if self.retry_base.is_zero() || self.retry_max < self.retry_base {
             return bad("retry base must be above zero and at most retry max");
@@ -288,9 +303,23 @@ pub async fn run(
 ) -> Result<(), Error> {
     opts.validate()?;
     let (leader_tx, leader_rx) = watch::channel(false);
-    let elector = Elector::new(client.clone(), opts.lease_config());
+    let mut elector = Elector::new(client.clone(), opts.lease_config());
+    if let Some(deadline) = opts.renew_deadline {
+        elector = elector.with_renew_deadline(deadline);
+    }
+    let leader_elect = opts.leader_elect;
+    let elect = async move {
+        if leader_elect {
+            elector.run(leader_tx).await;
+        } else {
+            // Leads for good; the sender stays alive so leadership is never seen as lost.
+            leader_tx.send_replace(true);
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
-        () = elector.run(leader_tx) => Ok(()),
+        () = elect => Ok(()),
+        () = crate::metrics::track_leader(metrics.leader.clone(), leader_rx.clone()) => Ok(()),
         () = follow(client, scaling, opts, metrics, ready, leader_rx) => Ok(()),
     }
 }

@@ -41,7 +41,8 @@ EVERYTHING: dict[str, Any] = {
         "objectSelector": {"matchLabels": {"scaling.io/managed": "true"}},
         "matchConditions": {"annotationPrefix": "autoscale.example.com/"},
     },
-    "controller": {"namespaces": ["team-a", "team-b"]},
+    "controller": {"namespaces": ["team-a", "team-b"],
+                   "leaderElection": {"leaseDuration": "30s", "renewDeadline": "20s", "retryPeriod": "4s"}},
     "config": {
         "prometheusAddress": "https://thanos-query.monitoring.svc:9091",
         "rawMode": "Standard",
@@ -91,6 +92,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "certs": {"mode": "certManager"},
     },
     "single-replica": {"replicaCount": 1},
+    "single-replica-no-election": {"replicaCount": 1, "controller": {"leaderElection": {"enabled": False}}},
     "everything": EVERYTHING,
     "everything-certManager": {**EVERYTHING, "certs": {"mode": "certManager"}},
     "monitoring": {
