@@ -357,9 +357,16 @@ pub async fn publish_ca(
     if ops.is_empty() {
         return Ok(false);
     }
+    // Named, so managedFields show who owns caBundle (a chart that later sets caBundle itself,
+    // e.g. a switch to provided certificates, conflicts with this manager under server-side
+    // apply until the field is removed or the apply forced).
+    let params = PatchParams {
+        field_manager: Some(crate::reconcile::FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
     api.patch(
         &cfg.webhook_config,
-        &PatchParams::default(),
+        &params,
         &Patch::Json::<()>(JsonPatch(ops)),
     )
     .await
