@@ -49,6 +49,10 @@ def kserve(src: pathlib.Path, ca: bytes, port: int) -> list[dict[str, Any]]:
     ingress = json.loads(data["ingress"])
     # No Istio, no Gateway API, no Ingress controller here: KServe must not try to create one.
     ingress["disableIngressCreation"] = True
+    # KServe checks that the predictor's host name is a valid DNS label. The default template
+    # `<name>-<namespace>` caps the Deployment name plus namespace at 62 characters, so a name
+    # long enough for the ScaledObject name cut (over 54) needs the dotted form users pick.
+    ingress["domainTemplate"] = "{{ .Name }}.{{ .Namespace }}.{{ .IngressDomain }}"
     data["ingress"] = json.dumps(ingress, indent=2)
     deploy = json.loads(data["deploy"])
     deploy["defaultDeploymentMode"] = "Standard"

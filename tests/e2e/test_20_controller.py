@@ -161,9 +161,16 @@ def test_user_owned_scaled_object_with_our_name_is_never_touched(ns: str) -> Non
         "spec": {
             "scaleTargetRef": {"name": "someone-else"},
             "maxReplicaCount": 9,
-            "triggers": [{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "50"}}],
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {"serverAddress": "http://127.0.0.1:9", "query": "sum(up)", "threshold": "1"},
+                }
+            ],
         },
     }
+    # KEDA's webhook checks that the target exists.
+    kubectl("-n", ns, "create", "deployment", "someone-else", "--image=registry.invalid/app:1")
     apply(mine)
     before = get("scaledobject", "taken-predictor", ns)
     apply(isvc("taken", ns))
