@@ -41,6 +41,15 @@ def test_objects_are_applied_as_the_chart_service_account_with_owner_references(
         assert subset(predicted["metadata"]["labels"], generated["metadata"]["labels"]) == []
         managers = {(m["manager"], m["operation"]) for m in generated["metadata"]["managedFields"]}
         assert (FIELD_MANAGER, "Apply") in managers, managers
+    # The controller's record on the InferenceService is a merge patch under the same name.
+    def record_managers() -> set[str]:
+        return {
+            m["manager"]
+            for m in get("inferenceservice", "llm", ns)["metadata"]["managedFields"]
+            if "scaling.io/observed-generation" in json.dumps(m["fieldsV1"])
+        }
+
+    assert wait("the observed-generation record", record_managers) == {FIELD_MANAGER}
     # The writes really came from the ServiceAccount's token (no admin fallback).
     sa = product.service_account()
     user = f"system:serviceaccount:{product.NAMESPACE}:{sa}"
