@@ -17,7 +17,9 @@ use base64::Engine;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch as JsonPatch, PatchOperation, TestOperation};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -50,7 +52,7 @@ pub enum CertError {
         #[source]
         source: kube::Error,
     },
-    #[error("MutatingWebhookConfiguration {name} has no webhook calling Service {service}")]
+    #[error("MutatingWebhookConfiguration {name} has no webhook calling {service}")]
     NoWebhookForService { name: String, service: String },
 }
 
@@ -62,6 +64,9 @@ pub struct SelfManaged {
     pub webhook_config: String,
     pub service_name: String,
     pub service_namespace: String,
+    /// When the webhook configuration calls a URL instead of the Service: its host goes into
+    /// the certificate and the CA is published on the webhook with exactly this URL.
+    pub url: Option<WebhookUrl>,
     pub validity: Duration,
     /// Renew when less than this is left.
     pub renew_before: Duration,
@@ -71,15 +76,73 @@ pub struct SelfManaged {
 }
 
 impl SelfManaged {
-    /// The names the API server uses to reach the Service.
+    /// The names the API server uses to reach the Service (and the URL's host, when set).
     pub fn dns_names(&self) -> Vec<String> {
         let (s, n) = (&self.service_name, &self.service_namespace);
-        vec![
+        let mut names = vec![
             s.clone(),
             format!("{s}.{n}"),
             format!("{s}.{n}.svc"),
             format!("{s}.{n}.svc.cluster.local"),
-        ]
+        ];
+        if let Some(url) = &self.url {
+            names.push(url.host.clone());
+        }
+        names
+    }
+
+    fn calls_us(&self, config: &WebhookClientConfig) -> bool {
+        let by_service = config
+            .service
+            .as_ref()
+            .is_some_and(|s| s.name == self.service_name && s.namespace == self.service_namespace);
+        let by_url = match (&self.url, &config.url) {
+            (Some(ours), Some(theirs)) => ours.url == *theirs,
+            _ => false,
+        };
+        by_service || by_url
+    }
+}
+
+/// An https URL the API server calls the webhook at (`clientConfig.url`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookUrl {
+    pub url: String,
+    /// DNS name or IP address, without brackets or port.
+    pub host: String,
+}
+
+impl std::str::FromStr for WebhookUrl {
+    type Err = String;
+
+    /// Accepts what the API server accepts for `clientConfig.url`: https, a host, no user
+    /// info, query or fragment.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let uri: axum::http::Uri = s
+            .parse()
+            .map_err(|e| format!("webhook URL '{s}' is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!("webhook URL '{s}' must start with https://"));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("webhook URL '{s}' has no host"))?;
+        if authority.as_str().contains('@') || s.contains('#') || uri.query().is_some() {
+            return Err(format!(
+                "webhook URL '{s}' must not carry user info, a query or a fragment"
+            ));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("webhook URL '{s}' has no host"));
+        }
+        Ok(WebhookUrl {
+            url: s.to_string(),
+            host: host.to_string(),
+        })
     }
 }
 
@@ -256,11 +319,7 @@ pub async fn publish_ca(
     let mut ops = Vec::new();
     let mut ours = 0;
     for (i, hook) in config.webhooks.iter().flatten().enumerate() {
-        let calls_us =
-            hook.client_config.service.as_ref().is_some_and(|s| {
-                s.name == cfg.service_name && s.namespace == cfg.service_namespace
-            });
-        if !calls_us {
+        if !cfg.calls_us(&hook.client_config) {
             continue;
         }
         ours += 1;
@@ -286,15 +345,28 @@ pub async fn publish_ca(
     if ours == 0 {
         return Err(CertError::NoWebhookForService {
             name: cfg.webhook_config.clone(),
-            service: format!("{}/{}", cfg.service_namespace, cfg.service_name),
+            service: match &cfg.url {
+                Some(u) => format!(
+                    "Service {}/{} or URL {}",
+                    cfg.service_namespace, cfg.service_name, u.url
+                ),
+                None => format!("Service {}/{}", cfg.service_namespace, cfg.service_name),
+            },
         });
     }
     if ops.is_empty() {
         return Ok(false);
     }
+    // Named, so managedFields show who owns caBundle (a chart that later sets caBundle itself,
+    // e.g. a switch to provided certificates, conflicts with this manager under server-side
+    // apply until the field is removed or the apply forced).
+    let params = PatchParams {
+        field_manager: Some(crate::reconcile::FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
     api.patch(
         &cfg.webhook_config,
-        &PatchParams::default(),
+        &params,
         &Patch::Json::<()>(JsonPatch(ops)),
     )
     .await

@@ -189,6 +189,10 @@ struct ServeArgs {
     /// Namespace of that Service and of the certificate Secret.
     #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
     service_namespace: Option<String>,
+    /// The https URL the webhook configuration calls instead of the Service (a webhook run
+    /// outside the cluster): the self-managed certificate also names its host.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<certs::WebhookUrl>,
     /// Where the self-managed certificate is written for the TLS server.
     #[arg(
         long,
@@ -630,6 +634,7 @@ fn self_managed_config(args: &ServeArgs) -> anyhow::Result<Option<certs::SelfMan
         webhook_config: need(&args.webhook_config, "--webhook-config")?,
         service_name: need(&args.service_name, "--service-name")?,
         service_namespace,
+        url: args.webhook_url.clone(),
         validity: Duration::from_secs(365 * 24 * 3600),
         renew_before: Duration::from_secs(30 * 24 * 3600),
         check_interval: Duration::from_secs(args.cert_check_interval.max(1)),

@@ -22,6 +22,7 @@ fn cfg() -> SelfManaged {
         webhook_config: "kkw".into(),
         service_name: "kkw".into(),
         service_namespace: NS.into(),
+        url: None,
         validity: Duration::from_secs(365 * 24 * 3600),
         renew_before: Duration::from_secs(30 * 24 * 3600),
         check_interval: Duration::from_millis(100),
@@ -276,4 +277,55 @@ async fn the_certificate_calls_are_the_ones_the_chart_grants() {
         "tests/chart/api-calls/self-managed-certs.txt",
         "# The calls of self-managed certificates (verb, API group, resource), recorded by\n# tests/certs.rs the_certificate_calls_are_the_ones_the_chart_grants.\n",
     );
+
+#[test]
+fn webhook_url_is_parsed_as_the_api_server_would() {
+    let url: certs::WebhookUrl = "https://127.0.0.1:8443/mutate".parse().unwrap();
+    assert_eq!(url.host, "127.0.0.1");
+    let v6: certs::WebhookUrl = "https://[::1]:8443/mutate".parse().unwrap();
+    assert_eq!(v6.host, "::1");
+    for bad in [
+        "http://127.0.0.1/mutate",
+        "https://user@host/mutate",
+        "https://host/mutate?x=1",
+        "https://host/mutate#f",
+        "/mutate",
+    ] {
+        let err = bad.parse::<certs::WebhookUrl>().unwrap_err();
+        assert!(err.contains(bad), "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_called_by_url_gets_the_ca_and_the_certificate_names_its_host() {
+    let api = FakeApi::new();
+    let url = "https://127.0.0.1:18443/mutate";
+    api.create(
+        MUTATING_WEBHOOK,
+        "",
+        json!({"metadata": {"name": "kkw"}, "webhooks": [{
+            "name": "isvc.scaling.io",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "NoneOnDryRun",
+            "clientConfig": {"url": url}
+        }]}),
+    );
+    let mut cfg = cfg();
+    cfg.url = Some(url.parse().unwrap());
+    assert!(cfg.dns_names().contains(&"127.0.0.1".to_string()));
+    let shared = certs::ensure(api.client(), &cfg, 0).await.unwrap();
+    assert!(
+        certs::publish_ca(api.client(), &cfg, &shared.ca_bundle)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        published(&api, 0).as_deref(),
+        Some(shared.ca_bundle.as_str())
+    );
+    // Without the URL setting the same configuration has no webhook of ours.
+    let err = certs::publish_ca(api.client(), &self::cfg(), &shared.ca_bundle)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no webhook calling"), "{err}");
 }

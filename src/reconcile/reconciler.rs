@@ -371,8 +371,12 @@ async fn patch_annotations(
     changes: &BTreeMap<String, Option<String>>,
 ) -> Result<(), Error> {
     let patch = json!({"metadata": {"annotations": changes}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    // Named, so the InferenceService's managedFields say who wrote these keys.
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Merge(&patch)).await?;
     Ok(())
 }
 

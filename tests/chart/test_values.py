@@ -36,6 +36,10 @@ from scenarios import NAMESPACE, SCENARIOS, render_values
         ({"metrics": {"port": 8443}}, "/metrics/port"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"certs": {"certManager": {"duration": "90 days"}}}, "/certs/certManager/duration"),
+        ({"webhook": {"url": "http://127.0.0.1:8443/mutate"}}, "/webhook/url"),
+        ({"webhook": {"url": "https://user@host/mutate"}}, "/webhook/url"),
+        ({"webhook": {"url": "https://host/mutate?a=b"}}, "/webhook/url"),
+        ({"webhook": {"url": "https://host/mutate#frag"}}, "/webhook/url"),
     ],
 )
 def test_schema_rejects_bad_values(values, path):

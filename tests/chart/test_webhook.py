@@ -229,3 +229,21 @@ def test_match_conditions_follow_the_policy():
     # A rule that requires a strategy must see InferenceServices without any annotation.
     _, hook = webhook_of(render_values({"policy": {"rules": [{"name": "gpus", "requireStrategy": {"when": "gpu"}}]}}))
     assert "matchConditions" not in hook
+
+
+@pytest.mark.parametrize("mode", ["selfManaged", "provided"])
+def test_url_replaces_the_service(mode):
+    """A webhook run outside the cluster: the API server calls the URL; in self-managed mode the
+    binary is told the URL so its certificate names the host and it finds its webhook."""
+    url = "https://127.0.0.1:8443/mutate"
+    values = {"webhook": {"url": url}, "certs": {"mode": mode}}
+    if mode == "provided":
+        values["certs"]["provided"] = {"secretName": "tls", "caBundle": "Y2E="}
+    objects = render_values(values)
+    _, hook = webhook_of(objects)
+    assert "service" not in hook["clientConfig"]
+    assert hook["clientConfig"]["url"] == url
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (f"--webhook-url={url}" in args) == (mode == "selfManaged"), args
+    if mode == "provided":
+        assert hook["clientConfig"]["caBundle"] == "Y2E="
