@@ -277,6 +277,7 @@ async fn the_certificate_calls_are_the_ones_the_chart_grants() {
         "tests/chart/api-calls/self-managed-certs.txt",
         "# The calls of self-managed certificates (verb, API group, resource), recorded by\n# tests/certs.rs the_certificate_calls_are_the_ones_the_chart_grants.\n",
     );
+}
 
 #[test]
 fn webhook_url_is_parsed_as_the_api_server_would() {
