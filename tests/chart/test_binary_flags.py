@@ -7,6 +7,7 @@ and is skipped when there is none.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 
@@ -14,7 +15,12 @@ import pytest
 
 from scenarios import container
 
-BINARY = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "kserve-keda-webhook"
+# Cargo's output folder: CARGO_TARGET_DIR when set (CI keeps it outside the work tree).
+BINARY = (
+    pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or pathlib.Path(__file__).resolve().parents[2] / "target")
+    / "debug"
+    / "kserve-keda-webhook"
+)
 
 
 

@@ -27,7 +27,8 @@ import yaml
 
 from helm_render import ROOT
 
-BINARY = ROOT / "target" / "debug" / "kserve-keda-webhook"
+# Cargo's output folder: CARGO_TARGET_DIR when set (CI keeps it outside the work tree).
+BINARY = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "kserve-keda-webhook"
 FETCH = ROOT / "scripts" / "fetch-crds"
 EXAMPLES = ROOT / "examples"
 

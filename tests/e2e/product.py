@@ -29,7 +29,8 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kserve-keda-webhook"
-BINARY = ROOT / "target" / "debug" / "kserve-keda-webhook"
+# Cargo's output folder: CARGO_TARGET_DIR when set (CI keeps it outside the work tree).
+BINARY = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "kserve-keda-webhook"
 RELEASE = "kserve-keda-webhook"
 NAMESPACE = "kserve-keda-webhook"
 
