@@ -19,7 +19,7 @@ use kserve_keda_webhook::render;
 use kserve_keda_webhook::scaling::{self, NamespaceLabels, Scaling};
 use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
-use kserve_keda_webhook::settings::{AuthRef, RawMode, Settings};
+use kserve_keda_webhook::settings::{self, AuthRef, RawMode, Settings};
 use kserve_keda_webhook::simulate;
 use kserve_keda_webhook::spec;
 use kserve_keda_webhook::strategy::Strategy;
@@ -429,6 +429,8 @@ fn settings(args: &PlanningArgs) -> anyhow::Result<Settings> {
     }
     if let (Some(kind), Some(name)) = (args.trigger_auth_kind, &args.trigger_auth_name) {
         names::dns1123_subdomain(name).map_err(|e| anyhow::anyhow!("--trigger-auth-name: {e}"))?;
+        settings::check_auth_modes(&args.trigger_auth_modes)
+            .map_err(|e| anyhow::anyhow!("--trigger-auth-modes: {e}"))?;
         s.trigger_auth = Some(AuthRef {
             kind: match kind {
                 TriggerAuthKind::TriggerAuthentication => "TriggerAuthentication",

@@ -15,8 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
 use crate::isvc::Isvc;
+use crate::names;
 use crate::plan::{self, Input, Plan, PlanError};
-use crate::settings::{AuthRef, MonitorKind, RawMode, Settings};
+use crate::settings::{self, AuthRef, MonitorKind, RawMode, Settings};
 use crate::spec::{self, keys};
 use crate::strategy::Strategy;
 
@@ -442,6 +443,22 @@ fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
         && let Err(e) = spec::check_url(a)
     {
         return bad("prometheusAddress", e);
+    }
+    for (k, v) in d.monitor_labels.iter().flatten() {
+        if let Err(e) = names::label_key(k) {
+            return bad("monitorLabels", e);
+        }
+        if let Err(e) = names::label_value(v) {
+            return bad(&format!("monitorLabels.{}", spec::clip(k)), e);
+        }
+    }
+    if let Some(auth) = &d.trigger_authentication {
+        if let Err(e) = names::dns1123_subdomain(&auth.name) {
+            return bad("triggerAuthentication.name", e);
+        }
+        if let Err(e) = settings::check_auth_modes(&auth.modes) {
+            return bad("triggerAuthentication.modes", e);
+        }
     }
     for (s, t) in d.targets.iter().flatten() {
         if *s == Strategy::Custom {

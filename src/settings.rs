@@ -101,6 +101,45 @@ pub struct AuthRef {
     pub modes: String,
 }
 
+/// The `authModes` KEDA's Prometheus scaler accepts (its authentication config's enum).
+pub const AUTH_MODES: [&str; 6] = ["apiKey", "basic", "tls", "bearer", "custom", "oauth"];
+
+/// Checks a comma list of KEDA `authModes` as KEDA parses it: known modes only, each once,
+/// and at most one of `bearer`, `basic` and `oauth`, which KEDA treats as exclusive. A bad
+/// list would otherwise reach the ScaledObject and fail only when KEDA first queries.
+pub fn check_auth_modes(modes: &str) -> Result<(), String> {
+    let shown = crate::spec::clip(modes);
+    let list: Vec<&str> = modes.split(',').map(str::trim).collect();
+    if list.iter().any(|m| m.is_empty()) {
+        return Err(format!(
+            "'{shown}' has an empty mode; use a comma list of {}",
+            AUTH_MODES.join(", ")
+        ));
+    }
+    for (i, m) in list.iter().enumerate() {
+        if !AUTH_MODES.contains(m) {
+            return Err(format!(
+                "'{}' is not a KEDA authMode; allowed: {}",
+                crate::spec::clip(m),
+                AUTH_MODES.join(", ")
+            ));
+        }
+        if list[..i].contains(m) {
+            return Err(format!("'{shown}' names '{m}' twice"));
+        }
+    }
+    let exclusive = list
+        .iter()
+        .filter(|m| ["bearer", "basic", "oauth"].contains(m))
+        .count();
+    if exclusive > 1 {
+        return Err(format!(
+            "'{shown}' combines modes KEDA allows only one of: bearer, basic, oauth"
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Annotation prefix without the trailing slash, e.g. `scaling.io`.
@@ -160,5 +199,36 @@ impl Settings {
             .get(&strategy)
             .copied()
             .or_else(|| strategy.default_target())
+    }
+}
+
+#[cfg(test)]
+mod auth_mode_tests {
+    use super::check_auth_modes;
+
+    #[test]
+    fn auth_modes_follow_kedas_enum_and_exclusive_set() {
+        for ok in [
+            "bearer",
+            "tls",
+            "bearer,tls",
+            "basic, custom",
+            "apiKey",
+            "oauth,tls",
+        ] {
+            assert_eq!(check_auth_modes(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("Bearer", "not a KEDA authMode"),
+            ("bearer,", "empty mode"),
+            ("", "empty mode"),
+            ("tls,tls", "twice"),
+            ("bearer,basic", "only one of"),
+            ("oauth,bearer", "only one of"),
+            ("x\ny", "x\\ny"),
+        ] {
+            let err = check_auth_modes(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

@@ -480,6 +480,22 @@ fn consistency_errors_name_the_path() {
             "rules:\n  - name: a\n    defaults: {annotationPrefix: x.io}\n",
             "rules[0] (a).defaults.annotationPrefix",
         ),
+        (
+            "defaults: {monitorLabels: {'bad key': x}}\n",
+            "defaults.monitorLabels",
+        ),
+        (
+            "defaults: {monitorLabels: {release: 'not a value'}}\n",
+            "defaults.monitorLabels.release",
+        ),
+        (
+            "rules:\n  - name: a\n    defaults: {triggerAuthentication: {kind: TriggerAuthentication, name: 'Bad Name'}}\n",
+            "rules[0] (a).defaults.triggerAuthentication.name",
+        ),
+        (
+            "defaults: {triggerAuthentication: {kind: TriggerAuthentication, name: prom, modes: 'bearer,basic'}}\n",
+            "defaults.triggerAuthentication.modes",
+        ),
     ] {
         match parse(text) {
             Err(PolicyError::Invalid { path: p, .. }) => assert_eq!(p, path, "{text:?}"),
