@@ -1510,12 +1510,20 @@ async fn a_failed_delete_fails_the_reconcile_unless_the_object_is_gone_or_replac
             (POD_MONITOR, "podmonitors", SERVICE_MONITOR)
         };
         fail_delete(stale_plural, code);
-        monitor(if code == 409 { "podmonitor" } else { "servicemonitor" });
+        monitor(if code == 409 {
+            "podmonitor"
+        } else {
+            "servicemonitor"
+        });
         eventually("the monitor kind switched", || {
             names(&api, stale).is_empty() && names(&api, wanted) == ["m-predictor"]
         })
         .await;
-        assert_eq!(reconcile_errors(&replica), 0, "a {code} on delete is not a failure");
+        assert_eq!(
+            reconcile_errors(&replica),
+            0,
+            "a {code} on delete is not a failure"
+        );
     }
 
     fail_delete("servicemonitors", 500);
