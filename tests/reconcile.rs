@@ -1270,3 +1270,270 @@ async fn a_failing_list_is_retried_not_taken_for_a_missing_api() {
     assert!(events(&api, "m", "MonitorApiMissing").is_empty());
     assert!(api.get(SERVICE_MONITOR, NS, "m-predictor").is_some());
 }
+
+/// A failed renew keeps the leadership only while the Lease this replica last wrote is
+/// certainly still its own: through a short outage the leader stays the leader (no new term,
+/// no re-list), and it steps down before the Lease expires, so that another replica that
+/// takes over after a full duration never overlaps with it.
+#[tokio::test]
+async fn a_leader_rides_out_failed_renews_only_while_its_lease_is_valid() {
+    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig};
+    let api = FakeApi::new();
+    let cfg = LeaseConfig {
+        namespace: "kkw".into(),
+        name: "lock".into(),
+        identity: "a".into(),
+        lease_duration: Duration::from_millis(3000),
+        renew_interval: Duration::from_millis(500),
+    };
+    let (tx, leader) = watch::channel(false);
+    let task = tokio::spawn(Elector::new(api.client(), cfg).run(tx));
+    eventually("leader", || *leader.borrow()).await;
+    // Cut the Lease off right after a successful renewal, so that renewal is the last write.
+    let renewals = || {
+        api.seen()
+            .iter()
+            .filter(|s| s.plural == "leases" && s.verb == Verb::Update)
+            .count()
+    };
+    let before = renewals();
+    eventually("a renewal", || renewals() > before).await;
+    api.fail(Fault {
+        tag: None,
+        verb: Verb::Get,
+        plural: "leases",
+        times: usize::MAX,
+        effect: Effect::Status(500),
+    });
+    let cut = Instant::now();
+    let mut lost = None;
+    while cut.elapsed() < Duration::from_millis(3500) {
+        if !*leader.borrow() && lost.is_none() {
+            lost = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    let lost = lost.expect("still leading long after the Lease expired");
+    assert!(
+        lost >= Duration::from_millis(1500),
+        "gave up after {lost:?}, though the Lease was valid for 3 s"
+    );
+    assert!(
+        lost < Duration::from_millis(3000),
+        "still leading after {lost:?}: past the Lease's expiry"
+    );
+}
+
+/// `kubectl annotate --dry-run=server`: the API server asks the webhook with `dryRun: true`
+/// and stores nothing. The webhook gives the answer the real request gets (so the preview is
+/// true), and nothing reaches the cluster: the controller running beside it writes nothing for
+/// the request. Storing the same object for real does lead to writes, so the observation
+/// would see them.
+#[tokio::test]
+async fn a_dry_run_admission_previews_the_patch_and_writes_nothing() {
+    use kserve_keda_webhook::admission;
+    let api = FakeApi::new();
+    let mut plain = isvc("m", json!({}));
+    plain["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("scaling.io/strategy");
+    let stored = api.create(ISVC, NS, plain);
+    let replica = start(&api, "a");
+    eventually("ready", || *replica.ready.borrow()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = api.seen().len();
+    let at_rest = api.get(ISVC, NS, "m").unwrap();
+
+    let mut annotated = stored.clone();
+    annotated["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    let review = |dry_run: bool| {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "4b0c3c1e-2f5e-4c55-9d7e-1f0f5f6d0a11",
+                "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+                "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
+                "name": "m", "namespace": NS, "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": annotated, "oldObject": stored, "dryRun": dry_run,
+            }
+        })
+    };
+    let scaling = Scaling::from(Settings::default());
+    let answer = |dry_run: bool| -> Value {
+        let body = serde_json::to_vec(&review(dry_run)).unwrap();
+        let (bytes, _, _) = admission::review(&body, &scaling).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let dry = answer(true);
+    assert_eq!(dry["response"]["allowed"], true, "{dry}");
+    assert!(dry["response"]["patch"].is_string(), "{dry}");
+    assert_eq!(dry, answer(false), "the preview is the real answer");
+
+    // Several resyncs (every 2 s) later, nothing was written for it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let writes = |from: usize| {
+        api.seen()[from..]
+            .iter()
+            .filter(|s| !matches!(s.verb, Verb::Get | Verb::List | Verb::Watch))
+            .filter(|s| s.plural != "leases")
+            .count()
+    };
+    assert_eq!(writes(before), 0, "a dry run reached the cluster");
+    assert!(names(&api, SCALED_OBJECT).is_empty());
+    assert_eq!(api.get(ISVC, NS, "m").unwrap(), at_rest);
+
+    // The same change stored for real is applied, and the writes show.
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
+    });
+    eventually("the stored change is applied", || {
+        trigger_names(&api, "m-predictor") == ["queue"]
+    })
+    .await;
+    assert!(writes(before) > 0);
+}
+
+/// A follower measures the Lease's age from its last change, and a renewal by the same
+/// holder is a change: however long a follower watches a leader that keeps renewing, it
+/// never takes over.
+#[tokio::test]
+async fn a_follower_never_takes_over_a_lease_that_keeps_being_renewed() {
+    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    let api = FakeApi::new();
+    let cfg = |id: &str| LeaseConfig {
+        namespace: "kkw".into(),
+        name: "lock".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_millis(1000),
+        renew_interval: Duration::from_millis(200),
+    };
+    let mut a = Elector::new(api.client(), cfg("a"));
+    let mut b = Elector::new(api.client(), cfg("b"));
+    assert_eq!(a.round().await.unwrap(), Round::Leader);
+    assert_eq!(b.round().await.unwrap(), Round::Follower);
+    // Three lease durations of renewals, each seen by the follower.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(a.round().await.unwrap(), Round::Leader);
+        assert_eq!(b.round().await.unwrap(), Round::Follower);
+    }
+    let spec = api.get(LEASE, "kkw", "lock").unwrap()["spec"].clone();
+    assert_eq!(spec["holderIdentity"], "a");
+    assert_eq!(spec["leaseTransitions"], 0);
+}
+
+/// 409 on a Lease write means another candidate wrote first: this round is lost, which is
+/// not an error. Any other failure says nothing about who holds the Lease and is an error
+/// (so a leader keeps leading through it while its Lease is valid).
+#[tokio::test]
+async fn only_a_conflict_on_the_lease_write_is_a_lost_round() {
+    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    let api = FakeApi::new();
+    let mut a = Elector::new(
+        api.client(),
+        LeaseConfig {
+            namespace: "kkw".into(),
+            name: "lock".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(10),
+            renew_interval: Duration::from_secs(1),
+        },
+    );
+    let fail = |verb: Verb, code: u16| {
+        api.fail(Fault {
+            tag: None,
+            verb,
+            plural: "leases",
+            times: 1,
+            effect: Effect::Status(code),
+        })
+    };
+    // Creating the Lease.
+    fail(Verb::Create, 409);
+    assert_eq!(a.round().await.unwrap(), Round::Follower);
+    fail(Verb::Create, 500);
+    assert!(a.round().await.is_err());
+    assert_eq!(a.round().await.unwrap(), Round::Leader);
+    // A whole number of seconds is written as it is, not rounded up.
+    assert_eq!(
+        api.get(LEASE, "kkw", "lock").unwrap()["spec"]["leaseDurationSeconds"],
+        10
+    );
+    // Renewing it.
+    fail(Verb::Update, 409);
+    assert_eq!(a.round().await.unwrap(), Round::Follower);
+    fail(Verb::Update, 500);
+    assert!(a.round().await.is_err());
+    assert_eq!(a.round().await.unwrap(), Round::Leader);
+}
+
+fn reconcile_errors(replica: &Replica) -> u64 {
+    kserve_keda_webhook::metrics::encode(&replica.registry)
+        .lines()
+        .find_map(|l| l.strip_prefix("kserve_keda_webhook_reconciles_total{result=\"error\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Deleting a stale object that is already gone (404) or was replaced by someone else's (409,
+/// the uid precondition) is done, not a failure; any other failed delete fails the reconcile,
+/// which is counted and retried until the object is gone.
+#[tokio::test]
+async fn a_failed_delete_fails_the_reconcile_unless_the_object_is_gone_or_replaced() {
+    let api = FakeApi::new();
+    let replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    let monitor = |kind: &str| {
+        api.edit(ISVC, NS, "m", |o| {
+            o["metadata"]["annotations"]["scaling.io/monitor"] = json!(kind);
+        });
+    };
+    let fail_delete = |plural: &'static str, code: u16| {
+        api.fail(Fault {
+            tag: None,
+            verb: Verb::Delete,
+            plural,
+            times: 1,
+            effect: Effect::Status(code),
+        });
+    };
+
+    for code in [409, 404] {
+        let (stale, stale_plural, wanted) = if code == 409 {
+            (SERVICE_MONITOR, "servicemonitors", POD_MONITOR)
+        } else {
+            (POD_MONITOR, "podmonitors", SERVICE_MONITOR)
+        };
+        fail_delete(stale_plural, code);
+        monitor(if code == 409 {
+            "podmonitor"
+        } else {
+            "servicemonitor"
+        });
+        eventually("the monitor kind switched", || {
+            names(&api, stale).is_empty() && names(&api, wanted) == ["m-predictor"]
+        })
+        .await;
+        assert_eq!(
+            reconcile_errors(&replica),
+            0,
+            "a {code} on delete is not a failure"
+        );
+    }
+
+    fail_delete("servicemonitors", 500);
+    monitor("podmonitor");
+    eventually("the monitor kind switched", || {
+        names(&api, SERVICE_MONITOR).is_empty() && names(&api, POD_MONITOR) == ["m-predictor"]
+    })
+    .await;
+    assert!(
+        reconcile_errors(&replica) >= 1,
+        "a 500 on delete fails the reconcile"
+    );
+}

@@ -538,3 +538,42 @@ fn label_selector_semantics() {
         &labels
     ));
 }
+
+#[test]
+fn exemption_annotation_may_be_set_by_a_named_user_and_no_one_else() {
+    let policy = r#"
+limits: {maxReplicas: 2}
+exemptions:
+  annotation: policy.scaling.io/exempt
+  allowedUsers: ["system:serviceaccount:platform:deployer"]
+"#;
+    let p = parse(policy).unwrap();
+    let eff = p.resolve(&Settings::default(), "a", &BTreeMap::new());
+    let i = isvc(
+        "a",
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/max-replicas", "9"),
+            ("policy.scaling.io/exempt", "true"),
+        ],
+        json!({}),
+    );
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    let by = |username| {
+        Some(Requester {
+            username,
+            groups: &[],
+        })
+    };
+    assert!(decide(input, &eff, by("system:serviceaccount:platform:deployer")).is_ok());
+    let e = decide(input, &eff, by("alice")).unwrap_err().to_string();
+    assert!(
+        e.contains("policy.scaling.io/exempt")
+            && e.contains("system:serviceaccount:platform:deployer"),
+        "{e}"
+    );
+}
