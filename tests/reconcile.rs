@@ -1537,3 +1537,31 @@ async fn a_failed_delete_fails_the_reconcile_unless_the_object_is_gone_or_replac
         "a 500 on delete fails the reconcile"
     );
 }
+
+/// Every write of the controller to an InferenceService names its field manager, so the
+/// object's `managedFields` say who set the record annotations; without one the API server
+/// files them under a manager derived from the client, which tells a user nothing.
+#[tokio::test]
+async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    eventually("records written", || {
+        annotation(&api, "m", "scaling.io/observed-generation").is_some()
+    })
+    .await;
+    let patches: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.verb == Verb::Patch && s.plural == "inferenceservices")
+        .collect();
+    assert!(!patches.is_empty(), "no patch of the InferenceService seen");
+    for p in patches {
+        assert_eq!(
+            p.field_manager.as_deref(),
+            Some(reconcile::FIELD_MANAGER),
+            "{p:?}"
+        );
+    }
+}
