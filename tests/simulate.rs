@@ -456,3 +456,21 @@ fn keda_scales_to_zero_a_cooldown_after_the_last_active_poll() {
             .all(|t| t["currentReplicas"] == 0)
     );
 }
+
+/// Any window the planner accepts is simulated: it is read back by Prometheus' grammar,
+/// which has weeks, not by the command line's duration syntax, which does not.
+#[test]
+fn every_window_the_planner_accepts_is_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    for window in ["1w", "1m30s", "90s"] {
+        let f = isvc(
+            dir.path(),
+            &[
+                ("scaling.io/strategy", "queue"),
+                ("scaling.io/window", window),
+            ],
+        );
+        let out = simulate(&f, &["--load", "constant:rate=1", "--duration", "5m"]);
+        assert!(out.status.success(), "{window}: {}", stderr(&out));
+    }
+}

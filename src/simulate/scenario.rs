@@ -7,7 +7,6 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration;
 use super::engine::Trigger;
 use super::hpa::Behavior;
 use super::profile::Profile;
@@ -163,7 +162,11 @@ pub fn plan(
         .window
         .clone()
         .unwrap_or_else(|| Settings::default().window);
-    let window = duration::parse(&format!("{prefix}/window"), &window_text)?;
+    // The planner accepted the window by Prometheus' grammar (which has `w` and `y`), so it is
+    // read back by the same parser, not by the command line's looser one.
+    let window = spec::prometheus_duration(&window_text)
+        .map_err(|e| format!("{prefix}/window: {e}"))? as f64
+        / 1000.0;
     let so_json = serde_json::to_value(so).map_err(|e| e.to_string())?;
     let behavior = match so_json.pointer("/spec/advanced/horizontalPodAutoscalerConfig/behavior") {
         Some(b) => Behavior::deserialize(b)
