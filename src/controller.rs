@@ -101,9 +101,9 @@ pub use lease::{Elector, LeaseConfig, Round};
 pub use ownership::generated_for;
 pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, inputs_hash};
 
+use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
+use crate::core::resources::{PodMonitor, PrometheusRule, ScaledObject, ServiceMonitor};
 use crate::metrics::Metrics;
-use crate::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
-use crate::resources::{PodMonitor, PrometheusRule, ScaledObject, ServiceMonitor};
 use crate::scaling::Scaling;
 
 /// How the controller runs. [`ControllerOptions::new`] gives the production defaults.

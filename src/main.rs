@@ -11,19 +11,19 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kserve_keda_webhook::certs;
-use kserve_keda_webhook::names;
+use kserve_keda_webhook::controller::{self, ControllerOptions};
+use kserve_keda_webhook::core::names;
+use kserve_keda_webhook::core::settings::{self, AuthRef, RawMode, Settings};
+use kserve_keda_webhook::core::spec;
+use kserve_keda_webhook::core::strategy::Strategy;
 use kserve_keda_webhook::policy::{self, Policy};
-use kserve_keda_webhook::reconcile::{self, ControllerOptions};
 use kserve_keda_webhook::render;
 use kserve_keda_webhook::scaling::{self, NamespaceLabels, Scaling};
-use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
+use kserve_keda_webhook::server::listener::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
-use kserve_keda_webhook::settings::{self, AuthRef, RawMode, Settings};
 use kserve_keda_webhook::simulate;
-use kserve_keda_webhook::spec;
-use kserve_keda_webhook::strategy::Strategy;
 use kserve_keda_webhook::tls;
+use kserve_keda_webhook::tls::self_managed;
 
 #[derive(Parser)]
 #[command(
@@ -192,7 +192,7 @@ struct ServeArgs {
     /// The https URL the webhook configuration calls instead of the Service (a webhook run
     /// outside the cluster): the self-managed certificate also names its host.
     #[arg(long, value_name = "URL")]
-    webhook_url: Option<certs::WebhookUrl>,
+    webhook_url: Option<self_managed::WebhookUrl>,
     /// Where the self-managed certificate is written for the TLS server.
     #[arg(
         long,
@@ -480,7 +480,7 @@ fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String
 
 /// A positive duration such as 15s, 500ms or 1m.
 fn duration_flag(text: &str) -> Result<Duration, String> {
-    let secs = simulate::duration::parse("duration", text)?;
+    let secs = kserve_keda_webhook::core::text::duration::parse("duration", text)?;
     if secs <= 0.0 {
         return Err(format!("'{text}' must be above zero"));
     }
@@ -542,8 +542,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let needs_labels = policy
         .as_ref()
         .is_some_and(|(p, _)| p.uses_namespace_labels());
-    let listener = serve::listen(args.addr)?;
-    let metrics_listener = args.metrics_addr.map(serve::listen).transpose()?;
+    let listener = listener::listen(args.addr)?;
+    let metrics_listener = args.metrics_addr.map(listener::listen).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -577,7 +577,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         &args.tls_key_file,
     ) {
         (Some(cfg), Some(client), _, _) => {
-            let (cert, key) = runtime.block_on(certs::start(
+            let (cert, key) = runtime.block_on(self_managed::start(
                 client.clone(),
                 cfg.clone(),
                 args.cert_dir.clone(),
@@ -601,7 +601,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if let (false, Some(client)) = (args.no_controller, client) {
         runtime.block_on(start_controller(client, &args, &state));
     }
-    runtime.block_on(serve::run(
+    runtime.block_on(listener::run(
         ServeOptions {
             listener,
             metrics_listener,
@@ -610,14 +610,14 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             drain_timeout: Duration::from_secs(25),
         },
         state,
-        serve::signal(),
+        listener::signal(),
     ))?;
     Ok(())
 }
 
 /// The self-managed certificate settings, when that mode is chosen; every flag it needs is
 /// checked here so a missing one is named at start-up.
-fn self_managed_config(args: &ServeArgs) -> anyhow::Result<Option<certs::SelfManaged>> {
+fn self_managed_config(args: &ServeArgs) -> anyhow::Result<Option<self_managed::SelfManaged>> {
     if args.cert_mode != Some(CertMode::SelfManaged) {
         return Ok(None);
     }
@@ -630,7 +630,7 @@ fn self_managed_config(args: &ServeArgs) -> anyhow::Result<Option<certs::SelfMan
         &args.service_namespace,
         "--service-namespace (or POD_NAMESPACE)",
     )?;
-    Ok(Some(certs::SelfManaged {
+    Ok(Some(self_managed::SelfManaged {
         secret_namespace: service_namespace.clone(),
         secret_name: need(&args.cert_secret, "--cert-secret")?,
         webhook_config: need(&args.webhook_config, "--webhook-config")?,
@@ -691,7 +691,7 @@ async fn start_controller(client: kube::Client, args: &ServeArgs, state: &AppSta
     let scaling = state.scaling.clone();
     let metrics = state.metrics.clone();
     tokio::spawn(async move {
-        if let Err(e) = reconcile::run(client, scaling, opts, metrics, ready_tx).await {
+        if let Err(e) = controller::run(client, scaling, opts, metrics, ready_tx).await {
             tracing::error!(error = %e, "controller stopped");
         }
     });

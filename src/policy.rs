@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
-use crate::isvc::Isvc;
-use crate::names;
-use crate::plan::{self, Input, Plan, PlanError};
-use crate::settings::{self, AuthRef, MonitorKind, RawMode, Settings};
-use crate::spec::{self, keys};
-use crate::strategy::Strategy;
+use crate::core::isvc::Isvc;
+use crate::core::names;
+use crate::core::plan::{self, Input, Plan, PlanError};
+use crate::core::settings::{self, AuthRef, MonitorKind, RawMode, Settings};
+use crate::core::spec::{self, keys};
+use crate::core::strategy::Strategy;
 
 #[cfg(test)]
 mod tests;
@@ -205,7 +205,7 @@ impl Policy {
             .unwrap_or_else(|| Settings::default().prefix);
         // Every annotation key is `<prefix>/<name>`, and the API server refuses a key whose
         // prefix is not a DNS-1123 subdomain: with such a prefix no annotation could be set.
-        if let Err(e) = crate::names::dns1123_subdomain(&prefix) {
+        if let Err(e) = crate::core::names::dns1123_subdomain(&prefix) {
             return bad(
                 "defaults.annotationPrefix".into(),
                 format!("{e}; it prefixes annotation keys, for example scaling.io"),
@@ -697,7 +697,7 @@ pub const WARN_PREFIX: &str = "policy (warn): ";
 
 fn limit_findings(
     scoped: &Scoped<'_>,
-    so: &crate::resources::ScaledObject,
+    so: &crate::core::resources::ScaledObject,
     requested: &[Strategy],
     prefix: &str,
     out: &mut Vec<(Enforcement, String)>,

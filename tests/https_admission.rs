@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, apply_patch, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::tls;
 use serde_json::{Value, json};
 

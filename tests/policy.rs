@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestServer, isvc, review};
+use kserve_keda_webhook::core::plan::Input;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::metrics::Metrics;
-use kserve_keda_webhook::plan::Input;
 use kserve_keda_webhook::policy;
 use kserve_keda_webhook::scaling::{self, Scaling};
-use kserve_keda_webhook::settings::Settings;
 use serde_json::{Value, json};
 
 fn bin() -> Command {
@@ -245,7 +245,7 @@ fn max_of(scaling: &Scaling, max: &str) -> Result<u32, String> {
         ])),
         ..Default::default()
     };
-    let view = kserve_keda_webhook::isvc::Isvc::from_parts(&meta, &json!({}), "a").unwrap();
+    let view = kserve_keda_webhook::core::isvc::Isvc::from_parts(&meta, &json!({}), "a").unwrap();
     scaling
         .decide(
             Input {

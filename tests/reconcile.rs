@@ -1,4 +1,4 @@
-//! The controller end to end: the real `reconcile::run` (leader election, kube-runtime
+//! The controller end to end: the real `controller::run` (leader election, kube-runtime
 //! Controller, watches, server-side apply, events) against the in-memory API server in
 //! `support`. Every scenario waits for the cluster to converge and then checks the exact set
 //! of generated objects.
@@ -8,10 +8,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kserve_keda_webhook::controller::{self, ControllerOptions};
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::metrics::Metrics;
-use kserve_keda_webhook::reconcile::{self, ControllerOptions};
 use kserve_keda_webhook::scaling::Scaling;
-use kserve_keda_webhook::settings::Settings;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use support::{
@@ -65,7 +65,7 @@ fn start_scaling(
     let (ready_tx, ready) = watch::channel(false);
     let client = api.client_as(tag);
     let task = tokio::spawn(async move {
-        let r = reconcile::run(client, Arc::new(scaling), opts, metrics, ready_tx).await;
+        let r = controller::run(client, Arc::new(scaling), opts, metrics, ready_tx).await;
         assert!(r.is_ok(), "{r:?}");
     });
     Replica {
@@ -1132,7 +1132,7 @@ async fn the_scale_target_is_the_live_predictor_deployment_from_the_first_apply(
 
 #[tokio::test]
 async fn the_lease_records_holder_duration_and_times_on_every_write() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig, Round};
     let api = FakeApi::new();
     let cfg = |id: &str| LeaseConfig {
         namespace: "kkw".into(),
@@ -1277,7 +1277,7 @@ async fn a_failing_list_is_retried_not_taken_for_a_missing_api() {
 /// takes over after a full duration never overlaps with it.
 #[tokio::test]
 async fn a_leader_rides_out_failed_renews_only_while_its_lease_is_valid() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig};
     let api = FakeApi::new();
     let cfg = LeaseConfig {
         namespace: "kkw".into(),
@@ -1402,7 +1402,7 @@ async fn a_dry_run_admission_previews_the_patch_and_writes_nothing() {
 /// never takes over.
 #[tokio::test]
 async fn a_follower_never_takes_over_a_lease_that_keeps_being_renewed() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig, Round};
     let api = FakeApi::new();
     let cfg = |id: &str| LeaseConfig {
         namespace: "kkw".into(),
@@ -1431,7 +1431,7 @@ async fn a_follower_never_takes_over_a_lease_that_keeps_being_renewed() {
 /// (so a leader keeps leading through it while its Lease is valid).
 #[tokio::test]
 async fn only_a_conflict_on_the_lease_write_is_a_lost_round() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig, Round};
     let api = FakeApi::new();
     let mut a = Elector::new(
         api.client(),
@@ -1560,7 +1560,7 @@ async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
     for p in patches {
         assert_eq!(
             p.field_manager.as_deref(),
-            Some(reconcile::FIELD_MANAGER),
+            Some(controller::FIELD_MANAGER),
             "{p:?}"
         );
     }

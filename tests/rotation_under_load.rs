@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{TestServer, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::tls;
 use serde_json::json;
 

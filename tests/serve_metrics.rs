@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{TestServer, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::tls;
 use rustls::pki_types::ServerName;
 use serde_json::json;

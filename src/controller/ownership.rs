@@ -4,8 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::isvc;
-use crate::plan::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::core::isvc;
+use crate::core::plan::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Whether `meta` carries the managed-by label with this product's value.
 fn labelled(meta: &ObjectMeta) -> bool {

@@ -18,12 +18,12 @@ use sha2::{Digest, Sha256};
 
 use super::ownership::{generated_for, generated_for_predecessor};
 use super::{Error, Kind};
-use crate::isvc::{self, Isvc};
+use crate::core::isvc::{self, Isvc};
+use crate::core::names;
+use crate::core::plan::{self, ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
+use crate::core::spec::keys;
 use crate::metrics::{KindLabels, Metrics, ResultLabels};
-use crate::names;
-use crate::plan::{self, ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
 use crate::scaling::Scaling;
-use crate::spec::keys;
 
 /// The field manager of every write, so server-side apply attributes all generated fields
 /// to this product.
@@ -441,11 +441,11 @@ fn desired_objects(
         out.push(finish(Kind::ScaledObject, body, owner, prefix));
     }
     match &planned.monitor {
-        Some(m @ crate::resources::Monitor::Service(_)) => {
+        Some(m @ crate::core::resources::Monitor::Service(_)) => {
             let body = m.to_json().map_err(Error::Serialize)?;
             out.push(finish(Kind::ServiceMonitor, body, owner, prefix));
         }
-        Some(m @ crate::resources::Monitor::Pod(_)) => {
+        Some(m @ crate::core::resources::Monitor::Pod(_)) => {
             let body = m.to_json().map_err(Error::Serialize)?;
             out.push(finish(Kind::PodMonitor, body, owner, prefix));
         }
@@ -700,10 +700,10 @@ mod tests {
                 "3".to_string(),
             ),
         ]);
-        let spec = crate::spec::parse(&annotations, "scaling.io").unwrap();
+        let spec = crate::core::spec::parse(&annotations, "scaling.io").unwrap();
         assert!(spec.is_some());
         assert_eq!(
-            crate::spec::input_keys(&annotations, "scaling.io").count(),
+            crate::core::spec::input_keys(&annotations, "scaling.io").count(),
             1
         );
     }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::names;
-use crate::spec;
+use crate::core::names;
+use crate::core::spec;
 
 /// The label KServe puts on the pods and Services of an InferenceService.
 const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";

@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::isvc::{FieldError, Isvc};
-use crate::names;
-use crate::resources::{
+use crate::core::isvc::{FieldError, Isvc};
+use crate::core::names;
+use crate::core::resources::{
     AuthenticationRef, Endpoint, Monitor, NamespaceSelector, PodMetricsEndpoint, PodMonitor,
     PodMonitorSpec, PrometheusRule, PrometheusRuleSpec, Rule, RuleGroup, ScaleTargetRef,
     ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor, ServiceMonitorSpec,
 };
-use crate::settings::{MonitorKind, Settings};
-use crate::spec::{self, AnnotationError, ScalingSpec, keys};
-use crate::strategy::alerts::{self, Alert};
-use crate::strategy::{self, MetricType, Scope, Strategy, Unsupported};
+use crate::core::settings::{MonitorKind, Settings};
+use crate::core::spec::{self, AnnotationError, ScalingSpec, keys};
+use crate::core::strategy::alerts::{self, Alert};
+use crate::core::strategy::{self, MetricType, Scope, Strategy, Unsupported};
 
 pub const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
 pub const AUTOSCALER_CLASS: &str = "serving.kserve.io/autoscalerClass";

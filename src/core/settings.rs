@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::strategy::Strategy;
+use crate::core::strategy::Strategy;
 
 /// The raw-mode value written into `serving.kserve.io/deploymentMode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -71,7 +71,7 @@ impl TryFrom<String> for MonitorKind {
         MonitorKind::parse(&s).ok_or_else(|| {
             format!(
                 "monitor '{}' is not allowed; use {}",
-                crate::spec::clip(&s),
+                crate::core::spec::clip(&s),
                 MonitorKind::ALLOWED
             )
         })
@@ -108,7 +108,7 @@ pub const AUTH_MODES: [&str; 6] = ["apiKey", "basic", "tls", "bearer", "custom",
 /// and at most one of `bearer`, `basic` and `oauth`, which KEDA treats as exclusive. A bad
 /// list would otherwise reach the ScaledObject and fail only when KEDA first queries.
 pub fn check_auth_modes(modes: &str) -> Result<(), String> {
-    let shown = crate::spec::clip(modes);
+    let shown = crate::core::spec::clip(modes);
     let list: Vec<&str> = modes.split(',').map(str::trim).collect();
     if list.iter().any(|m| m.is_empty()) {
         return Err(format!(
@@ -120,7 +120,7 @@ pub fn check_auth_modes(modes: &str) -> Result<(), String> {
         if !AUTH_MODES.contains(m) {
             return Err(format!(
                 "'{}' is not a KEDA authMode; allowed: {}",
-                crate::spec::clip(m),
+                crate::core::spec::clip(m),
                 AUTH_MODES.join(", ")
             ));
         }

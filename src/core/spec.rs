@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::settings::MonitorKind;
-use crate::strategy::{MetricType, Runtime, Strategy};
+use crate::core::settings::MonitorKind;
+use crate::core::strategy::{MetricType, Runtime, Strategy};
 
 /// One annotation has a value the product cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -524,7 +524,7 @@ pub fn check_url(value: &str) -> Result<(), String> {
     };
     let v6 = authority.starts_with('[');
     let host_ok = !host.is_empty()
-        && host.len() <= crate::names::SUBDOMAIN_MAX
+        && host.len() <= crate::core::names::SUBDOMAIN_MAX
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || (v6 && c == ':'));

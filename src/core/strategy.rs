@@ -135,7 +135,7 @@ impl TryFrom<String> for Strategy {
         Strategy::parse(&s).ok_or_else(|| {
             format!(
                 "unknown strategy '{}'; allowed: {}",
-                crate::spec::clip(&s),
+                crate::core::spec::clip(&s),
                 Strategy::ALLOWED
             )
         })

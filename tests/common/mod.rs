@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::scaling::Scaling;
-use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
+use kserve_keda_webhook::server::listener::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
-use kserve_keda_webhook::settings::Settings;
 use kserve_keda_webhook::tls;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -102,7 +102,7 @@ impl TestServer {
         )
         .unwrap();
         let (cert, key, _) = tls::write_dir(dir.path(), &issued).unwrap();
-        let listener = serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = AppState::with_scaling(scaling, Readiness::new(false));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -119,7 +119,7 @@ impl TestServer {
         };
         let task_state = state.clone();
         let task = tokio::spawn(async move {
-            serve::run(opts, task_state, async {
+            listener::run(opts, task_state, async {
                 let _ = stopped.await;
             })
             .await

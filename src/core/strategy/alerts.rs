@@ -2,7 +2,7 @@
 //! the same exact selection as the triggers, plus kube-state-metrics' view of the Deployment.
 
 use super::{MetricType, Runtime, Scope, Strategy, query, quote, server_metric};
-use crate::plan::AUTOSCALER_CLASS as AUTOSCALER;
+use crate::core::plan::AUTOSCALER_CLASS as AUTOSCALER;
 
 /// How long the scaling signal may be missing while the model runs before it is reported:
 /// long enough for a new pod's first scrapes.

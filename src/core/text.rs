@@ -1,0 +1,3 @@
+//! Text helpers every layer uses: clipping user values for messages, and durations.
+
+pub mod duration;
