@@ -99,8 +99,9 @@ use tokio::sync::watch;
 
 pub use lease::{Elector, LeaseConfig, Round};
 pub use ownership::generated_for;
-pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, inputs_hash};
+pub use reconciler::{INPUTS_HASH, backoff, contains, inputs_hash};
 
+use crate::core::names::FIELD_MANAGER;
 use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
 use crate::core::resources::{PodMonitor, PrometheusRule, ScaledObject, ServiceMonitor};
 use crate::metrics::Metrics;

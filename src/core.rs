@@ -4,6 +4,7 @@
 //! Imports inside the core run one way: `text` <- `names` <- `strategy` <- `spec`,
 //! `settings` <- `isvc` <- `plan`; `resources` and `patch` are leaf data types.
 
+pub mod alerts;
 pub mod isvc;
 pub mod names;
 pub mod patch;

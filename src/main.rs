@@ -15,6 +15,7 @@ use kserve_keda_webhook::controller::{self, ControllerOptions};
 use kserve_keda_webhook::core::names;
 use kserve_keda_webhook::core::settings::{self, AuthRef, RawMode, Settings};
 use kserve_keda_webhook::core::spec;
+use kserve_keda_webhook::core::text;
 use kserve_keda_webhook::core::strategy::Strategy;
 use kserve_keda_webhook::policy::{self, Policy};
 use kserve_keda_webhook::render;
@@ -473,7 +474,7 @@ fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String
         .iter()
         .map(|item| match item.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => bail!("{flag}: '{}' is not KEY=VALUE", spec::clip(item)),
+            _ => bail!("{flag}: '{}' is not KEY=VALUE", text::clip(item)),
         })
         .collect()
 }

@@ -78,8 +78,8 @@ fn render_one(
     if api_version != isvc::API_VERSION || kind != isvc::KIND {
         return Err(RenderError::Input(format!(
             "document {n}: apiVersion '{}' kind '{}' is not an InferenceService; expected apiVersion {} kind {}",
-            crate::core::spec::clip(api_version),
-            crate::core::spec::clip(kind),
+            crate::core::text::clip(api_version),
+            crate::core::text::clip(kind),
             isvc::API_VERSION,
             isvc::KIND
         )));

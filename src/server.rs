@@ -214,7 +214,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "cannot read the body: {}\n",
-                    crate::core::spec::clip_to(&e.to_string(), 200)
+                    crate::core::text::clip_to(&e.to_string(), 200)
                 ),
             )
                 .into_response();
@@ -286,7 +286,7 @@ fn answer(state: &AppState, body: &Bytes) -> Response {
         Err(e) => {
             warn!(error = %e, "rejected a body that is not an AdmissionReview");
             // Decoder errors can quote the input; keep the answer short and on one line.
-            let text = crate::core::spec::clip_to(&e.to_string(), 512);
+            let text = crate::core::text::clip_to(&e.to_string(), 512);
             (StatusCode::BAD_REQUEST, format!("{text}\n")).into_response()
         }
     }

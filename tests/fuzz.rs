@@ -14,6 +14,7 @@ use kserve_keda_webhook::core::names::SCALED_OBJECT_MAX;
 use kserve_keda_webhook::core::plan::{self, Input};
 use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::core::spec::{self, keys};
+use kserve_keda_webhook::core::text;
 use kserve_keda_webhook::policy;
 use kserve_keda_webhook::scaling::Scaling;
 use proptest::prelude::*;
@@ -397,7 +398,7 @@ proptest! {
             }
             Err(e) => {
                 // The key as given, clipped when long and with control characters escaped.
-                let named = annotations.keys().any(|k| spec::clip(k) == e.key);
+                let named = annotations.keys().any(|k| text::clip(k) == e.key);
                 prop_assert!(named, "{e:?} names no given key");
                 prop_assert!(e.to_string().contains(&e.key));
                 prop_assert!(!e.problem.is_empty());

@@ -1560,7 +1560,7 @@ async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
     for p in patches {
         assert_eq!(
             p.field_manager.as_deref(),
-            Some(controller::FIELD_MANAGER),
+            Some(kserve_keda_webhook::core::names::FIELD_MANAGER),
             "{p:?}"
         );
     }

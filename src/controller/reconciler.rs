@@ -19,15 +19,12 @@ use sha2::{Digest, Sha256};
 use super::ownership::{generated_for, generated_for_predecessor};
 use super::{Error, Kind};
 use crate::core::isvc::{self, Isvc};
-use crate::core::names;
+use crate::core::names::{self, FIELD_MANAGER};
 use crate::core::plan::{self, ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
 use crate::core::spec::keys;
 use crate::metrics::{KindLabels, Metrics, ResultLabels};
 use crate::scaling::Scaling;
 
-/// The field manager of every write, so server-side apply attributes all generated fields
-/// to this product.
-pub const FIELD_MANAGER: &str = "kserve-keda-webhook";
 /// Annotation key (under the prefix) on generated objects: hash of the planned object.
 pub const INPUTS_HASH: &str = "inputs-hash";
 

@@ -10,14 +10,17 @@ use serde_json::Value;
 
 use crate::core::names;
 use crate::core::spec;
+use crate::core::text;
 
 /// The label KServe puts on the pods and Services of an InferenceService.
-const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
+pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 
 pub const GROUP: &str = "serving.kserve.io";
 pub const VERSION: &str = "v1beta1";
 pub const API_VERSION: &str = "serving.kserve.io/v1beta1";
 pub const KIND: &str = "InferenceService";
+/// The annotation that picks KServe's autoscaler; `external` leaves scaling to KEDA.
+pub const AUTOSCALER_CLASS: &str = "serving.kserve.io/autoscalerClass";
 
 /// A field of the InferenceService has a type or value the planner cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +143,7 @@ impl Isvc {
                 field,
                 format!(
                     "together make the predictor Deployment and Service name '{}' ({} characters), but KServe names the Service like the Deployment and a Service name has at most 63 characters; shorten the name by {} characters",
-                    spec::clip_to(&deployment, 80),
+                    text::clip_to(&deployment, 80),
                     deployment.len(),
                     deployment.len() - names::LABEL_MAX
                 ),
@@ -287,7 +290,7 @@ pub fn describe(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("the string '{}'", spec::clip(s)),
+        Value::String(s) => format!("the string '{}'", text::clip(s)),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),
     }

@@ -198,14 +198,14 @@ pub fn parse_sweep(text: &str) -> Result<(Strategy, Vec<f64>), String> {
     let bad = |why: String| {
         format!(
             "--sweep '{}': {why}; use STRATEGY=TARGET,... e.g. queue=3,5,8",
-            crate::core::spec::clip(text)
+            crate::core::text::clip(text)
         )
     };
     let (name, values) = text.split_once('=').ok_or_else(|| bad("no '='".into()))?;
     let strategy = Strategy::parse(name).ok_or_else(|| {
         bad(format!(
             "unknown strategy '{}'; allowed: {}",
-            crate::core::spec::clip(name),
+            crate::core::text::clip(name),
             Strategy::ALLOWED
         ))
     })?;
@@ -216,7 +216,7 @@ pub fn parse_sweep(text: &str) -> Result<(Strategy, Vec<f64>), String> {
             _ => {
                 return Err(bad(format!(
                     "target '{}' is not a number greater than 0",
-                    crate::core::spec::clip(v)
+                    crate::core::text::clip(v)
                 )));
             }
         }

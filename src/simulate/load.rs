@@ -117,7 +117,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
     let bad = |why: String| {
         format!(
             "--load '{}': {why}; forms: {FORMS}",
-            crate::core::spec::clip(text)
+            crate::core::text::clip(text)
         )
     };
     let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
@@ -130,7 +130,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
         other => {
             return Err(bad(format!(
                 "unknown load '{}'; allowed: constant, step, ramp, diurnal, bursty",
-                crate::core::spec::clip(other)
+                crate::core::text::clip(other)
             )));
         }
     };
@@ -139,13 +139,13 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
             bad(format!(
                 "'{}' is not key=value",
-                crate::core::spec::clip(pair)
+                crate::core::text::clip(pair)
             ))
         })?;
         if !allowed.contains(&k) && k != "prompt" && k != "output" {
             return Err(bad(format!(
                 "unknown key '{}' for {kind}; allowed: {}, prompt, output",
-                crate::core::spec::clip(k),
+                crate::core::text::clip(k),
                 allowed.join(", ")
             )));
         }
@@ -161,7 +161,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
             Ok(r) if (0.0..=100_000.0).contains(&r) => Ok(r),
             _ => Err(bad(format!(
                 "{k}={} is not a rate; use requests per second from 0 to 100000",
-                crate::core::spec::clip(v)
+                crate::core::text::clip(v)
             ))),
         }
     };
@@ -181,7 +181,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
                 Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
                 _ => Err(bad(format!(
                     "{k}={} is not a token count; use a whole number from 1 to 1000000",
-                    crate::core::spec::clip(v)
+                    crate::core::text::clip(v)
                 ))),
             })
             .transpose()
@@ -293,7 +293,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
                 format!(
                     "trace {origin} line 1: no {what} column; expected one of {} (found: {})",
                     wanted.join(", "),
-                    crate::core::spec::clip(header)
+                    crate::core::text::clip(header)
                 )
             })
     };
@@ -323,7 +323,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
             format!(
                 "trace {origin} line {n}: column '{}' value '{}' is not a time; use seconds (e.g. 12.5) or a date-time like 2023-11-16 18:15:46.6805900",
                 names[ti],
-                crate::core::spec::clip(cells[ti])
+                crate::core::text::clip(cells[ti])
             )
         })?;
         let count = |idx: usize| -> Result<u32, String> {
@@ -332,7 +332,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
                 format!(
                     "trace {origin} line {n}: column '{}' value '{}' is not a token count; use a whole number of 0 or more",
                     names[idx],
-                    crate::core::spec::clip(v)
+                    crate::core::text::clip(v)
                 )
             })
         };
