@@ -78,6 +78,8 @@
 //! with `blockOwnerDeletion: true`. `create` on the generated kinds is needed because a
 //! server-side apply that creates an object is authorised as a create.
 
+mod apply;
+mod context;
 mod lease;
 mod ownership;
 mod reconciler;
@@ -97,9 +99,10 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
+pub use apply::{INPUTS_HASH, contains, inputs_hash};
 pub use lease::{Elector, LeaseConfig, Round};
 pub use ownership::generated_for;
-pub use reconciler::{INPUTS_HASH, backoff, contains, inputs_hash};
+pub use reconciler::backoff;
 
 use crate::core::names::FIELD_MANAGER;
 use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
@@ -349,7 +352,7 @@ async fn follow(
                 instance: Some(opts.identity.clone()),
             },
         );
-        let ctx = Arc::new(reconciler::Context::new(
+        let ctx = Arc::new(context::Context::new(
             client.clone(),
             scaling.clone(),
             metrics.clone(),
@@ -371,7 +374,7 @@ async fn follow(
 async fn lead(
     client: Client,
     opts: &ControllerOptions,
-    ctx: Arc<reconciler::Context>,
+    ctx: Arc<context::Context>,
     ready: &watch::Sender<bool>,
 ) {
     let scopes: Vec<Option<String>> = if opts.namespaces.is_empty() {

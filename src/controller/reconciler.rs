@@ -1,165 +1,28 @@
-//! One reconcile of one InferenceService: plan, resolve the live Deployment, apply what the
-//! plan asks for, delete what we generated and no longer want, and report.
+//! One reconcile of one InferenceService: plan, resolve the live Deployment, write the
+//! annotations admission would have written, sync the generated objects (`apply`), record
+//! the observed generation, and report.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Client, Resource, ResourceExt};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use kube::runtime::events::EventType;
+use kube::{Client, ResourceExt};
+use serde_json::json;
 
-use super::ownership::{generated_for, generated_for_predecessor};
-use super::{Error, Kind};
+use super::Error;
+use super::apply::{Outcome, desired_objects, sync_objects};
+use super::context::Context;
 use crate::core::isvc::{self, Isvc};
 use crate::core::names::{self, FIELD_MANAGER};
-use crate::core::plan::{self, ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
+use crate::core::plan::{self, ISVC_LABEL, Plan};
 use crate::core::spec::keys;
-use crate::metrics::{KindLabels, Metrics, ResultLabels};
-use crate::scaling::Scaling;
-
-/// Annotation key (under the prefix) on generated objects: hash of the planned object.
-pub const INPUTS_HASH: &str = "inputs-hash";
-
-/// What one reconcile needs; one per leadership term, so nothing stale survives a handover.
-pub struct Context {
-    pub client: Client,
-    pub scaling: Arc<Scaling>,
-    pub metrics: Metrics,
-    pub recorder: Recorder,
-    pub resync: Duration,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    pub timeout: Duration,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Consecutive failures per object (namespace/name), for the backoff.
-    failures: HashMap<String, u32>,
-    /// What was last reported per (uid, reason), so an unchanged problem is not re-reported
-    /// on every retry or status update.
-    reported: HashMap<(String, &'static str), u64>,
-    /// Generated objects per InferenceService uid, for the `managed_objects` gauge.
-    managed: HashMap<String, Vec<Kind>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        scaling: Arc<Scaling>,
-        metrics: Metrics,
-        recorder: Recorder,
-        opts: &super::ControllerOptions,
-    ) -> Context {
-        Context {
-            client,
-            scaling,
-            metrics,
-            recorder,
-            resync: opts.resync,
-            retry_base: opts.retry_base,
-            retry_max: opts.retry_max,
-            timeout: opts.reconcile_timeout,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves only counters behind; keep going with them.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Forgets InferenceServices that are gone, and recomputes the gauge.
-    pub fn retain_managed(&self, alive: &dyn Fn(&str) -> bool) {
-        let mut st = self.state();
-        st.managed.retain(|uid, _| alive(uid));
-        st.reported.retain(|(uid, _), _| alive(uid));
-        self.publish_gauge(&st);
-    }
-
-    /// A replica that no longer leads manages nothing.
-    pub fn clear_managed(&self) {
-        let mut st = self.state();
-        st.managed.clear();
-        self.publish_gauge(&st);
-    }
-
-    fn set_managed(&self, uid: &str, kinds: Vec<Kind>) {
-        let mut st = self.state();
-        if kinds.is_empty() {
-            st.managed.remove(uid);
-        } else {
-            st.managed.insert(uid.to_string(), kinds);
-        }
-        self.publish_gauge(&st);
-    }
-
-    fn publish_gauge(&self, st: &State) {
-        for kind in Kind::ALL {
-            let n = st.managed.values().filter(|ks| ks.contains(&kind)).count();
-            self.metrics
-                .managed_objects
-                .get_or_create(&KindLabels {
-                    kind: kind.as_str(),
-                })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-    }
-
-    /// Whether `note` is news for (uid, reason); records it as reported.
-    fn is_news(&self, uid: &str, reason: &'static str, note: &str) -> bool {
-        let mut h = DefaultHasher::new();
-        note.hash(&mut h);
-        let digest = h.finish();
-        let mut st = self.state();
-        st.reported.insert((uid.to_string(), reason), digest) != Some(digest)
-    }
-
-    fn forget_reported(&self, uid: &str, reasons: &[&'static str]) {
-        let mut st = self.state();
-        for r in reasons {
-            st.reported.remove(&(uid.to_string(), *r));
-        }
-    }
-
-    /// Publishes an event; a failure to publish never fails the reconcile.
-    async fn event(&self, obj: &DynamicObject, type_: EventType, reason: &str, note: String) {
-        let reference = obj.object_ref(&isvc_resource());
-        let ev = Event {
-            type_,
-            reason: reason.to_string(),
-            // The Events API caps notes at 1 kB.
-            note: Some(truncate(note, 1000)),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
-        match tokio::time::timeout(self.timeout, self.recorder.publish(&ev, &reference)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, reason, "could not publish event"),
-            Err(_) => tracing::warn!(reason, "publishing an event timed out"),
-        }
-    }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
-}
+use crate::metrics::ResultLabels;
 
 /// The InferenceService API as the controller addresses it.
 pub fn isvc_resource() -> ApiResource {
@@ -419,226 +282,9 @@ fn choose_deployment<'a>(
     }
 }
 
-/// One generated object, ready to apply.
-#[derive(Debug)]
-struct Desired {
-    kind: Kind,
-    name: String,
-    body: Value,
-}
-
-fn desired_objects(
-    planned: &Plan,
-    owner: &OwnerReference,
-    prefix: &str,
-) -> Result<Vec<Desired>, Error> {
-    let mut out = Vec::new();
-    if let Some(so) = &planned.scaled_object {
-        let body = serde_json::to_value(so).map_err(Error::Serialize)?;
-        out.push(finish(Kind::ScaledObject, body, owner, prefix));
-    }
-    match &planned.monitor {
-        Some(m @ crate::core::resources::Monitor::Service(_)) => {
-            let body = m.to_json().map_err(Error::Serialize)?;
-            out.push(finish(Kind::ServiceMonitor, body, owner, prefix));
-        }
-        Some(m @ crate::core::resources::Monitor::Pod(_)) => {
-            let body = m.to_json().map_err(Error::Serialize)?;
-            out.push(finish(Kind::PodMonitor, body, owner, prefix));
-        }
-        None => {}
-    }
-    if let Some(r) = &planned.rule {
-        let body = serde_json::to_value(r).map_err(Error::Serialize)?;
-        out.push(finish(Kind::PrometheusRule, body, owner, prefix));
-    }
-    Ok(out)
-}
-
-/// Adds the hash of the planned object and the owner reference.
-fn finish(kind: Kind, mut body: Value, owner: &OwnerReference, prefix: &str) -> Desired {
-    let hash = inputs_hash(&body);
-    let name = body
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert(
-            "annotations".into(),
-            json!({ format!("{prefix}/{INPUTS_HASH}"): hash }),
-        );
-        meta.insert("ownerReferences".into(), json!([owner]));
-    }
-    Desired { kind, name, body }
-}
-
-/// SHA-256 of the planned object's JSON (keys sorted), first 16 bytes in hex.
-pub fn inputs_hash(body: &Value) -> String {
-    let digest = Sha256::digest(body.to_string().as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether every field of `want` is in `live` with the same value. Fields only the server or
-/// others set are ignored, as server-side apply ignores them.
-pub fn contains(live: &Value, want: &Value) -> bool {
-    match (live, want) {
-        (Value::Object(l), Value::Object(w)) => w
-            .iter()
-            .all(|(k, wv)| l.get(k).is_some_and(|lv| contains(lv, wv))),
-        (Value::Array(l), Value::Array(w)) => {
-            l.len() == w.len() && l.iter().zip(w).all(|(lv, wv)| contains(lv, wv))
-        }
-        _ => live == want,
-    }
-}
-
-#[derive(Default)]
-struct Outcome {
-    /// Human-readable writes ("applied ScaledObject x", "deleted ServiceMonitor y").
-    changed: Vec<String>,
-    /// Kinds that exist as planned after this reconcile.
-    present: Vec<Kind>,
-}
-
-async fn sync_objects(
-    ctx: &Context,
-    obj: &DynamicObject,
-    ns: &str,
-    isvc_name: &str,
-    uid: &str,
-    desired: &[Desired],
-) -> Result<Outcome, Error> {
-    let mut outcome = Outcome::default();
-    let mut first_error = None;
-    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{ISVC_LABEL}={isvc_name}");
-    for kind in Kind::ALL {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), ns, &kind.resource());
-        let want = desired.iter().find(|d| d.kind == kind);
-        let existing = match api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(l) => l.items,
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                let missing = Error::MissingApi {
-                    kind: kind.as_str(),
-                    api_version: kind.resource().api_version,
-                };
-                if kind == Kind::ScaledObject {
-                    if want.is_some() {
-                        return Err(missing);
-                    }
-                } else if want.is_some() {
-                    // Without prometheus-operator the ScaledObject still works if Prometheus
-                    // scrapes the pods some other way; say so once and carry on.
-                    let note = format!(
-                        "{missing}; the {} is skipped and the ScaledObject is applied without it",
-                        kind.as_str()
-                    );
-                    if ctx.is_news(uid, "MonitorApiMissing", &note) {
-                        ctx.event(obj, EventType::Warning, "MonitorApiMissing", note)
-                            .await;
-                    }
-                }
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        for stale in existing.iter().filter(|m| generated_for(&m.metadata, uid)) {
-            let name = stale.metadata.name.clone().unwrap_or_default();
-            if want.is_some_and(|w| w.name == name) {
-                continue;
-            }
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: stale.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&name, &dp).await {
-                Ok(_) => outcome
-                    .changed
-                    .push(format!("deleted {} {name}", kind.as_str())),
-                // Gone already, or replaced by a new object we must not touch.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let Some(want) = want else { continue };
-        match apply_one(&api, want, isvc_name, uid, ns).await {
-            Ok(changed) => {
-                outcome.present.push(kind);
-                if changed {
-                    outcome
-                        .changed
-                        .push(format!("applied {} {}", kind.as_str(), want.name));
-                }
-            }
-            Err(e) if e.is_api() => return Err(e),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(outcome),
-    }
-}
-
-/// Applies one object unless a person's object of that name is in the way. Returns whether
-/// anything was written.
-async fn apply_one(
-    api: &Api<DynamicObject>,
-    want: &Desired,
-    isvc_name: &str,
-    uid: &str,
-    ns: &str,
-) -> Result<bool, Error> {
-    if let Some(live) = api.get_opt(&want.name).await? {
-        if !generated_for(&live.metadata, uid) {
-            if generated_for_predecessor(&live.metadata, isvc_name) {
-                return Err(Error::AwaitingCollection {
-                    kind: want.kind.as_str(),
-                    name: want.name.clone(),
-                });
-            }
-            return Err(Error::NotOwned {
-                kind: want.kind.as_str(),
-                namespace: ns.to_string(),
-                name: want.name.clone(),
-            });
-        }
-        let live_json = serde_json::to_value(&live).map_err(Error::Serialize)?;
-        if contains(&live_json, &want.body) {
-            return Ok(false);
-        }
-    }
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&want.name, &pp, &Patch::Apply(&want.body))
-        .await?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn contains_ignores_server_fields_but_not_changed_values() {
-        let want = json!({"spec": {"a": 1, "list": [{"x": 1}]}});
-        let live = json!({"spec": {"a": 1, "b": 2, "list": [{"x": 1, "y": 0}]}, "status": {}});
-        assert!(contains(&live, &want));
-        assert!(!contains(
-            &json!({"spec": {"a": 2, "list": [{"x": 1}]}}),
-            &want
-        ));
-        assert!(!contains(&json!({"spec": {"a": 1, "list": []}}), &want));
-        assert!(!contains(&json!({"spec": {"list": [{"x": 1}]}}), &want));
-    }
 
     #[test]
     fn backoff_doubles_and_caps() {
@@ -703,14 +349,5 @@ mod tests {
             crate::core::spec::input_keys(&annotations, "scaling.io").count(),
             1
         );
-    }
-
-    #[test]
-    fn the_hash_follows_the_planned_object() {
-        let a = json!({"spec": {"min": 1}});
-        let b = json!({"spec": {"min": 2}});
-        assert_eq!(inputs_hash(&a), inputs_hash(&a.clone()));
-        assert_ne!(inputs_hash(&a), inputs_hash(&b));
-        assert_eq!(inputs_hash(&a).len(), 32);
     }
 }

@@ -25,6 +25,19 @@ pub fn clip_to(s: &str, max: usize) -> String {
     out
 }
 
+/// `s` cut to at most `max` bytes at a character boundary, for fields whose limit is in
+/// bytes (an Event's note).
+pub fn cut_bytes(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +48,14 @@ mod tests {
         assert_eq!(clip_to("abc", 3), "abc");
         assert_eq!(clip_to("a\nb", 10), "a\\nb");
         assert_eq!(clip("x".repeat(100).as_str()).len(), 64 + 3);
+    }
+
+    #[test]
+    fn cutting_by_bytes_never_splits_a_character() {
+        assert_eq!(cut_bytes("abcdef".into(), 4), "abcd");
+        assert_eq!(cut_bytes("abc".into(), 4), "abc");
+        // 'é' is two bytes: a cut in its middle drops it whole.
+        assert_eq!(cut_bytes("aé".into(), 2), "a");
+        assert_eq!(cut_bytes("aé".into(), 3), "aé");
     }
 }
