@@ -2,15 +2,15 @@
 //! between replicas, renewal, and publishing the CA in the webhook configuration; then a real
 //! TLS client that trusts only the published bundle.
 
-mod common;
-mod support;
+mod fake_api;
+mod webhook;
 
 use std::time::Duration;
 
 use base64::Engine;
+use fake_api::{Effect, FakeApi, Fault, MUTATING_WEBHOOK, SECRET, Verb};
 use kserve_keda_webhook::tls::self_managed::{self, NOT_AFTER_ANNOTATION, SelfManaged};
 use serde_json::{Value, json};
-use support::{Effect, FakeApi, Fault, MUTATING_WEBHOOK, SECRET, Verb};
 
 const NS: &str = "kkw";
 const DAY: i64 = 24 * 3600;
@@ -243,8 +243,8 @@ async fn started_server_is_trusted_through_the_published_bundle_and_the_bundle_h
     // for the name the API server dials, trusting only the published bundle.
     kserve_keda_webhook::tls::load(&cert, &key).unwrap();
     let pem = std::fs::read(&cert).unwrap();
-    assert!(common::verifies(&bundle, &pem, "kkw.kkw.svc"));
-    assert!(!common::verifies(&bundle, &pem, "elsewhere.kkw.svc"));
+    assert!(webhook::verifies(&bundle, &pem, "kkw.kkw.svc"));
+    assert!(!webhook::verifies(&bundle, &pem, "elsewhere.kkw.svc"));
 
     // Someone wipes the caBundle (an upgrade, a hand edit): the next round puts it back.
     api.edit(MUTATING_WEBHOOK, "", "kkw", |o: &mut Value| {

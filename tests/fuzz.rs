@@ -4,6 +4,7 @@
 //!
 //! There is no policy-file parser yet (`--policy` is not built), so none is fuzzed here.
 
+mod admission_review;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -212,22 +213,12 @@ fn dns_name() -> impl Strategy<Value = String> {
 }
 
 fn valid_review(annotations: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1",
-            "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
-            "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
-            "name": "qwen", "namespace": "llm", "operation": "CREATE",
-            "userInfo": {"username": "alice"},
-            "object": {
-                "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                "metadata": {"name": "qwen", "annotations": annotations},
-                "spec": {"predictor": {"minReplicas": 1, "model": {"args": ["--port=8080"]}}}
-            }
-        }
-    })
+    let object = json!({
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": "qwen", "annotations": annotations},
+        "spec": {"predictor": {"minReplicas": 1, "model": {"args": ["--port=8080"]}}}
+    });
+    admission_review::review("CREATE", &object, None, false)
 }
 
 /// Every JSON pointer into `v`.
