@@ -2,16 +2,6 @@
 //!
 //! # Entry point
 //!
-//! ```text
-//! pub async fn run(
-//!     client: kube::Client,
-//!     scaling: Arc<Scaling>,
-//!     opts: ControllerOptions,
-//!     metrics: Metrics,
-//!     ready: tokio::sync::watch::Sender<bool>,
-//! ) -> Result<(), Error>
-//! ```
-//!
 //! `run` never returns on its own except with [`Error::InvalidOptions`]; drop the future to
 //! stop it (watches and in-flight reconciles stop with it; the Lease is not released, so
 //! another replica takes over one lease duration later). Every replica runs it: all of them

@@ -2,7 +2,7 @@
 //! annotation parser and the planner. Case counts are bounded so `cargo test` stays fast; a
 //! longer hunt is `PROPTEST_CASES=20000 cargo test --release --test fuzz`.
 //!
-//! There is no policy-file parser yet (`--policy` is not built), so none is fuzzed here.
+//! The policy parser is fuzzed too, from mutations of the shipped policy examples.
 
 mod admission_review;
 use std::collections::BTreeMap;

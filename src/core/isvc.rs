@@ -48,9 +48,6 @@ pub struct Predictor {
     pub max_replicas: Option<u32>,
     /// Arguments of the model container (model spec and any `kserve-container`).
     pub args: Vec<String>,
-    pub model_format: Option<String>,
-    /// The logger or batcher agent fronts the model server and takes over the Service port.
-    pub has_agent: bool,
     /// KServe-native autoscaling settings that `autoscalerClass: external` makes inert.
     pub ignored_scaling_fields: Vec<&'static str>,
     /// Annotation keys on `spec.predictor.annotations` (Knative reads some of them).
@@ -210,13 +207,6 @@ impl Predictor {
             min_replicas: replicas(p.get("minReplicas"), &field("minReplicas"))?,
             max_replicas: replicas(p.get("maxReplicas"), &field("maxReplicas"))?,
             args,
-            model_format: p
-                .pointer("/model/modelFormat/name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            has_agent: ["logger", "batcher"]
-                .iter()
-                .any(|k| p.get(*k).is_some_and(|v| !v.is_null())),
             ignored_scaling_fields: ignored,
             annotation_keys,
         })
@@ -324,7 +314,6 @@ mod tests {
         assert_eq!(v.predictor.min_replicas, Some(0));
         assert_eq!(v.predictor.max_replicas, Some(3));
         assert_eq!(v.predictor.args, vec!["--disable-log-stats", "--x"]);
-        assert!(v.predictor.has_agent);
         assert_eq!(v.predictor.ignored_scaling_fields, vec!["scaleMetric"]);
         assert_eq!(
             v.predictor.annotation_keys,

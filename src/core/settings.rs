@@ -1,7 +1,8 @@
 //! Cluster-wide defaults the planner falls back to when an annotation is absent.
 //!
-//! These are the knobs a platform team sets (flags today, a policy file later). Keeping them in
-//! one plain struct is what lets `plan` stay a pure function of (InferenceService, Settings).
+//! These are the knobs a platform team sets, by flags and by the policy file's defaults (the
+//! policy resolves a `Settings` per namespace). Keeping them in one plain struct is what lets
+//! `plan` stay a pure function of (InferenceService, Settings).
 
 use std::collections::BTreeMap;
 use std::fmt;
