@@ -306,7 +306,7 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
         username: request.user_info.username.as_deref().unwrap_or_default(),
         groups: &groups,
     };
-    match scaling.decide(input, Some(requester)) {
+    match scaling.admit(input, requester) {
         Err(e) => deny(response, e.to_string(), request),
         Ok(p) => {
             for finding in &p.audit {
