@@ -318,19 +318,19 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
                 .iter()
                 .filter(|w| w.starts_with(crate::policy::WARN_PREFIX))
                 .count();
-            let ops = patch::annotations(object.metadata.annotations.as_ref(), &p.annotations);
             let mut response = response;
-            let outcome = if ops.0.is_empty() {
-                Outcome::Allowed
-            } else {
-                match serde_json::to_vec(&ops) {
-                    Ok(bytes) => {
+            let outcome =
+                match patch::annotations_json(object.metadata.annotations.as_ref(), &p.annotations)
+                {
+                    Ok(None) => Outcome::Allowed,
+                    Ok(Some(bytes)) => {
                         response.patch =
                             Some(base64::engine::general_purpose::STANDARD.encode(bytes));
                         response.patch_type = Some("JSONPatch");
+                        Outcome::Patched
                     }
-                    // A patch of strings always serialises; if it ever did not, refusing is
-                    // safer than admitting an object left in Knative mode.
+                    // A patch of strings always serialises; if it ever did not, refusing is safer
+                    // than admitting an object left in Knative mode.
                     Err(e) => {
                         return deny(
                             response,
@@ -338,9 +338,7 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
                             request,
                         );
                     }
-                }
-                Outcome::Patched
-            };
+                };
             info!(
                 isvc = %new.name, namespace = %new.namespace, op = ?request.operation,
                 uid = %who(&request.uid), user = %who(request.user_info.username.as_deref().unwrap_or_default()),
