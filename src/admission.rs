@@ -367,9 +367,15 @@ pub fn shown_warning(w: &str) -> String {
 }
 
 /// A request uid or user name as logged: control characters escaped so a crafted name cannot
-/// forge log lines, and cut at a length no real name reaches.
-fn who(s: &str) -> String {
-    crate::spec::clip_to(s, 256)
+/// forge log lines, and cut at a length no real name reaches. Real names need neither and are
+/// logged as they are, without a copy.
+fn who(s: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 256;
+    // At most MAX bytes is at most MAX characters, so `clip_to` would not cut it either.
+    if s.len() <= MAX && !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(crate::spec::clip_to(s, MAX))
 }
 
 fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {
@@ -398,6 +404,22 @@ fn deny(response: Response, message: String, request: &Request) -> (Response, Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_names_are_escaped_and_cut_like_clip_to() {
+        for s in [
+            "system:serviceaccount:ci:deployer".to_string(),
+            "evil\n{\"forged\":1}".to_string(),
+            "é".repeat(200),
+            "a".repeat(256),
+            "a".repeat(300),
+            "tab\there".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(who(&s), crate::spec::clip_to(&s, 256), "{s}");
+        }
+        assert!(matches!(who("alice"), std::borrow::Cow::Borrowed("alice")));
+    }
 
     #[test]
     fn warnings_fit_what_the_api_server_shows() {
