@@ -34,7 +34,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_kserve-keda-webhook");
 struct Measured {
     isvcs: usize,
     namespaces: usize,
-    converged: Duration,
+    /// How many were applied when not every ScaledObject was within the deadline.
+    converged: std::result::Result<Duration, usize>,
     requests: usize,
     rss_kib: u64,
     hwm_kib: u64,
@@ -69,13 +70,18 @@ fn main() {
         let namespaces = (n / 10).clamp(50, 500).min(n.max(1));
         let r = runtime.block_on(run(n, namespaces, quiet));
         eprintln!(
-            "{n} InferenceServices in {namespaces} namespaces: applied in {:.1} s, {:.1} requests each, RSS {} KiB, {} writes while quiet",
-            r.converged.as_secs_f64(),
+            "{n} InferenceServices in {namespaces} namespaces: applied in {}, {:.1} requests each, RSS {} KiB, {} writes while quiet",
+            converged(&r),
             r.requests as f64 / n as f64,
             r.rss_kib,
             r.quiet_writes
         );
-        assert_eq!(r.quiet_writes, 0, "a steady state wrote to the API");
+        // A run that did not converge is still settling; only a settled one must be quiet.
+        assert!(
+            r.converged.is_err() || r.quiet_writes == 0,
+            "a steady state wrote to the API"
+        );
+        assert!(bench || r.converged.is_ok(), "did not converge");
         results.push(r);
     }
     if !bench {
@@ -93,10 +99,10 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         println!(
-            "| {} | {} | {:.1} s | {:.1} | {:.1} MiB | {:.1} KiB | {:.1} MiB | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} MiB | {:.1} KiB | {:.1} MiB | {} | {} |",
             r.isvcs,
             r.namespaces,
-            r.converged.as_secs_f64(),
+            converged(r),
             r.requests as f64 / r.isvcs as f64,
             r.rss_kib as f64 / 1024.0,
             r.rss_kib.saturating_sub(empty.rss_kib) as f64 / r.isvcs as f64,
@@ -105,6 +111,13 @@ fn main() {
             r.quiet_writes,
         );
         let _ = r.quiet;
+    }
+}
+
+fn converged(r: &Measured) -> String {
+    match r.converged {
+        Ok(d) => format!("{:.1} s", d.as_secs_f64()),
+        Err(applied) => format!("not within 600 s ({applied} applied)"),
     }
 }
 
@@ -164,15 +177,14 @@ async fn run(n: usize, namespaces: usize, quiet: Duration) -> Measured {
     let converged = loop {
         let applied = api.list(SCALED_OBJECT, "").len();
         if applied >= n && (n > 0 || ready(metrics_addr).await) {
-            break started.elapsed();
+            break Ok(started.elapsed());
         }
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("the server exited early: {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "{applied} of {n} applied in 600 s"
-        );
+        if Instant::now() > deadline {
+            break Err(applied);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Settle: the controller's own writes come back as watch events and reconcile once more.
