@@ -210,11 +210,13 @@ impl Object {
         })
     }
 
-    fn view(&self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
+    /// The planner's view; takes the metadata, which `from_fields` copies what it keeps of
+    /// (lending it a copy would copy every annotation twice).
+    fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
         let meta = ObjectMeta {
-            name: self.metadata.name.clone(),
-            namespace: self.metadata.namespace.clone(),
-            annotations: self.metadata.annotations.clone(),
+            name: self.metadata.name.take(),
+            namespace: self.metadata.namespace.take(),
+            annotations: self.metadata.annotations.take(),
             ..ObjectMeta::default()
         };
         Isvc::from_fields(
@@ -248,18 +250,21 @@ pub fn review(
         )));
     }
     let request = review.request.ok_or(AdmissionError::NoRequest)?;
-    let (response, outcome, findings) = respond(&request, scaling);
+    let (response, outcome, findings) = respond(request, scaling);
     Ok((response.to_review_json()?, outcome, findings))
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
-pub fn respond(request: &Request, scaling: &Scaling) -> (Response, Outcome, Findings) {
+pub fn respond(request: Request, scaling: &Scaling) -> (Response, Outcome, Findings) {
     let mut findings = Findings::default();
     let (response, outcome) = decide(request, scaling, &mut findings);
     (response, outcome, findings)
 }
 
-fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Response, Outcome) {
+fn decide(mut owned: Request, scaling: &Scaling, findings: &mut Findings) -> (Response, Outcome) {
+    // The objects are taken so their metadata can move into the planner's view.
+    let (object, mut old_object) = (owned.object.take(), owned.old_object.take());
+    let request = &owned;
     let response = Response::allow(&request.uid);
     let is_isvc = request.kind.group == isvc::GROUP && request.kind.kind == isvc::KIND;
     if !is_isvc || !matches!(request.operation, Operation::Create | Operation::Update) {
@@ -268,7 +273,7 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
         debug!(kind = %request.kind.kind, op = ?request.operation, "not an InferenceService create/update; allowed");
         return (response, Outcome::Skipped);
     }
-    let Some(object) = request.object.as_ref() else {
+    let Some(mut object) = object else {
         return deny(response, "the request carries no object".into(), request);
     };
     if let Some(problem) = object.kind_mismatch() {
@@ -277,7 +282,7 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
     // The API server always sends the stored object with an UPDATE. Without it the update
     // cannot be told from a create, and judging it as one would let it change what KServe
     // fixes at creation (the deployment mode).
-    if request.operation == Operation::Update && request.old_object.is_none() {
+    if request.operation == Operation::Update && old_object.is_none() {
         return deny(
             response,
             "the UPDATE request carries no oldObject (the stored InferenceService), so it cannot be checked against what KServe fixed at creation; the API server always sends it, so this request did not come from one".into(),
@@ -285,11 +290,12 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
         );
     }
     let namespace = request.namespace.as_deref().unwrap_or("default");
+    let had_annotations = object.metadata.annotations.is_some();
     let new = match object.view(namespace) {
         Ok(v) => v,
         Err(e) => return deny(response, e.to_string(), request),
     };
-    let old = match (&request.operation, request.old_object.as_ref()) {
+    let old = match (&request.operation, old_object.as_mut()) {
         (Operation::Update, Some(o)) => match o.view(namespace) {
             Ok(v) => Some(v),
             Err(e) => return deny(response, format!("stored object: {e}"), request),
@@ -306,7 +312,7 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
         username: request.user_info.username.as_deref().unwrap_or_default(),
         groups: &groups,
     };
-    match scaling.decide(input, Some(requester)) {
+    match scaling.admit(input, requester) {
         Err(e) => deny(response, e.to_string(), request),
         Ok(p) => {
             for finding in &p.audit {
@@ -318,28 +324,26 @@ fn decide(request: &Request, scaling: &Scaling, findings: &mut Findings) -> (Res
                 .iter()
                 .filter(|w| w.starts_with(crate::policy::WARN_PREFIX))
                 .count();
-            let ops = patch::annotations(object.metadata.annotations.as_ref(), &p.annotations);
             let mut response = response;
-            let outcome = if ops.0.is_empty() {
-                Outcome::Allowed
-            } else {
-                match serde_json::to_vec(&ops) {
-                    Ok(bytes) => {
-                        response.patch =
-                            Some(base64::engine::general_purpose::STANDARD.encode(bytes));
-                        response.patch_type = Some("JSONPatch");
-                    }
-                    // A patch of strings always serialises; if it ever did not, refusing is
-                    // safer than admitting an object left in Knative mode.
-                    Err(e) => {
-                        return deny(
-                            response,
-                            format!("internal error encoding the patch: {e}"),
-                            request,
-                        );
-                    }
+            let outcome = match patch::annotations_json(
+                had_annotations.then_some(&new.annotations),
+                &p.annotations,
+            ) {
+                Ok(None) => Outcome::Allowed,
+                Ok(Some(bytes)) => {
+                    response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                    response.patch_type = Some("JSONPatch");
+                    Outcome::Patched
                 }
-                Outcome::Patched
+                // A patch of strings always serialises; if it ever did not, refusing is safer
+                // than admitting an object left in Knative mode.
+                Err(e) => {
+                    return deny(
+                        response,
+                        format!("internal error encoding the patch: {e}"),
+                        request,
+                    );
+                }
             };
             info!(
                 isvc = %new.name, namespace = %new.namespace, op = ?request.operation,
@@ -369,9 +373,15 @@ pub fn shown_warning(w: &str) -> String {
 }
 
 /// A request uid or user name as logged: control characters escaped so a crafted name cannot
-/// forge log lines, and cut at a length no real name reaches.
-fn who(s: &str) -> String {
-    crate::core::text::clip_to(s, 256)
+/// forge log lines, and cut at a length no real name reaches. Real names need neither and are
+/// logged as they are, without a copy.
+fn who(s: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 256;
+    // At most MAX bytes is at most MAX characters, so `clip_to` would not cut it either.
+    if s.len() <= MAX && !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(crate::core::text::clip_to(s, MAX))
 }
 
 fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {
@@ -400,6 +410,22 @@ fn deny(response: Response, message: String, request: &Request) -> (Response, Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_names_are_escaped_and_cut_like_clip_to() {
+        for s in [
+            "system:serviceaccount:ci:deployer".to_string(),
+            "evil\n{\"forged\":1}".to_string(),
+            "é".repeat(200),
+            "a".repeat(256),
+            "a".repeat(300),
+            "tab\there".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(who(&s), crate::core::text::clip_to(&s, 256), "{s}");
+        }
+        assert!(matches!(who("alice"), std::borrow::Cow::Borrowed("alice")));
+    }
 
     #[test]
     fn warnings_fit_what_the_api_server_shows() {

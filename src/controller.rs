@@ -421,6 +421,11 @@ async fn lead(
     futures::join!(futures::future::join_all(futures), synced);
 }
 
+/// Reconciles running at once. Unbounded, a cluster-wide start ran one per InferenceService
+/// together: thousands of requests in flight at the API server and every reconcile's buffers
+/// held at the same moment, which the heap kept afterwards.
+const RECONCILE_CONCURRENCY: u16 = 16;
+
 fn build_controller(
     client: &Client,
     namespace: Option<&str>,
@@ -451,6 +456,9 @@ fn build_controller(
         Duration::from_secs(30),
     );
     let mut controller = Controller::new_with(isvcs, watcher::Config::default(), isvc_ar.clone())
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
         .trigger_backoff(backoff);
     let store = controller.store();
     let mapper_ar = isvc_ar.clone();

@@ -59,9 +59,27 @@ impl Scaling {
         input: Input<'_>,
         requester: Option<Requester<'_>>,
     ) -> Result<Plan, PlanError> {
+        self.plan_with(input, requester, true)
+    }
+
+    /// Plans one admission request: the same decision, annotation changes, warnings and
+    /// findings as [`Scaling::decide`], without building the alert rule unless the object
+    /// asks for alerts itself. Admission answers with annotations only; the rule is the
+    /// controller's to apply, and building it was a fifth of a review's cost.
+    pub fn admit(&self, input: Input<'_>, requester: Requester<'_>) -> Result<Plan, PlanError> {
+        self.plan_with(input, Some(requester), false)
+    }
+
+    fn plan_with(
+        &self,
+        input: Input<'_>,
+        requester: Option<Requester<'_>>,
+        default_alerts: bool,
+    ) -> Result<Plan, PlanError> {
         let policy = self.policy();
         let labels = (self.labels)(&input.isvc.namespace);
-        let effective = policy.resolve(&self.base, &input.isvc.namespace, &labels);
+        let mut effective = policy.resolve(&self.base, &input.isvc.namespace, &labels);
+        effective.settings.alerts &= default_alerts;
         policy::decide(input, &effective, requester)
     }
 }
@@ -89,4 +107,95 @@ pub async fn watch_policy(
         metrics.policy_reloads,
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    use crate::core::isvc::Isvc;
+
+    fn isvc(annotations: &[(&str, &str)], predictor: serde_json::Value) -> Isvc {
+        let meta = ObjectMeta {
+            name: Some("qwen".into()),
+            namespace: Some("llm".into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        };
+        Isvc::from_fields(&meta, Some(&predictor), None, "default").unwrap()
+    }
+
+    /// Admission leaves out only the alert rule: the answer (annotations, warnings, audit
+    /// findings, or the refusal) is the full plan's, whatever the annotations ask.
+    #[test]
+    fn admission_plans_like_the_controller_without_the_rule() {
+        let policy = policy::parse(
+            "limits: {maxReplicas: 6}\nenforcement: warn\nrules:\n- name: audit\n  enforcement: audit\n  limits: {minPollingInterval: 60}\n",
+        )
+        .unwrap();
+        let scaling = Scaling::new(Settings::default(), policy, Arc::new(|_| BTreeMap::new()));
+        let model = json!({"minReplicas": 1, "model": {"modelFormat": {"name": "huggingface"},
+            "args": ["--disable-log-stats"], "resources": {"limits": {"nvidia.com/gpu": "1"}}}});
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![
+                ("scaling.io/strategy", "tokens,queue"),
+                ("scaling.io/max-replicas", "8"),
+            ],
+            vec![
+                ("scaling.io/strategy", "concurrency"),
+                ("scaling.io/alerts", "true"),
+            ],
+            vec![
+                ("scaling.io/strategy", "gpu"),
+                ("scaling.io/alerts", "false"),
+            ],
+            vec![
+                ("scaling.io/strategy", "concurrency"),
+                ("scaling.io/monitor", "none"),
+            ],
+            vec![("scaling.io/strategy", "nonsense")],
+            vec![("scaling.io/max-replicas", "3")],
+            vec![],
+        ];
+        let groups = Vec::new();
+        let requester = Requester {
+            username: "alice",
+            groups: &groups,
+        };
+        let mut rules = 0;
+        for annotations in cases {
+            let isvc = isvc(&annotations, model.clone());
+            let input = Input {
+                isvc: &isvc,
+                old: None,
+                live_deployment: None,
+            };
+            let full = scaling.decide(input, Some(requester.clone()));
+            let admitted = scaling.admit(input, requester.clone());
+            match (full, admitted) {
+                (Ok(full), Ok(admitted)) => {
+                    rules += usize::from(full.rule.is_some());
+                    let asked = annotations.contains(&("scaling.io/alerts", "true"));
+                    assert_eq!(admitted.rule.is_some(), asked, "{annotations:?}");
+                    assert_eq!(admitted.annotations, full.annotations, "{annotations:?}");
+                    assert_eq!(admitted.warnings, full.warnings, "{annotations:?}");
+                    assert_eq!(admitted.audit, full.audit, "{annotations:?}");
+                    assert_eq!(admitted.scaled_object, full.scaled_object);
+                    assert_eq!(admitted.monitor, full.monitor);
+                }
+                (Err(full), Err(admitted)) => assert_eq!(admitted, full),
+                (full, admitted) => panic!("{annotations:?}: {full:?} vs {admitted:?}"),
+            }
+        }
+        // The controller's plan does build rules for these inputs, so the comparison above
+        // covered plans where the two differ in the rule.
+        assert!(rules >= 2, "{rules}");
+    }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde::Serialize;
 use serde_json::Value;
 
 /// The patch that turns `current` annotations into ones with `changes` applied. `current` is
@@ -46,6 +47,97 @@ pub fn annotations(
         }
     }
     Patch(ops)
+}
+
+/// The patch [`annotations`] builds, written straight to its JSON; `Ok(None)` when it has
+/// no operations. Admission only needs the bytes, and building the operations as a tree of
+/// pointers and values first cost more than writing them.
+pub fn annotations_json(
+    current: Option<&BTreeMap<String, String>>,
+    changes: &BTreeMap<String, Option<String>>,
+) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    let ops: Vec<Op<'_>> = match current {
+        None => {
+            let added: BTreeMap<&str, &str> = changes
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?)))
+                .collect();
+            if added.is_empty() {
+                return Ok(None);
+            }
+            vec![Op {
+                op: "add",
+                path: Pointer(None),
+                value: Some(OpValue::Map(added)),
+            }]
+        }
+        Some(current) => changes
+            .iter()
+            .filter_map(|(key, value)| {
+                let op = match (current.get(key), value) {
+                    (Some(old), Some(new)) if old != new => "replace",
+                    (None, Some(_)) => "add",
+                    (Some(_), None) => "remove",
+                    _ => return None,
+                };
+                Some(Op {
+                    op,
+                    path: Pointer(Some(key)),
+                    value: value.as_deref().map(OpValue::Str),
+                })
+            })
+            .collect(),
+    };
+    if ops.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_vec(&ops).map(Some)
+}
+
+#[derive(Serialize)]
+struct Op<'a> {
+    op: &'static str,
+    path: Pointer<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<OpValue<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OpValue<'a> {
+    Str(&'a str),
+    Map(BTreeMap<&'a str, &'a str>),
+}
+
+/// `/metadata/annotations`, or the pointer to one key under it (RFC 6901: `~` is written
+/// `~0` and `/` is written `~1`), written without building the string first.
+struct Pointer<'a>(Option<&'a str>);
+
+impl std::fmt::Display for Pointer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("/metadata/annotations")?;
+        let Some(key) = self.0 else {
+            return Ok(());
+        };
+        f.write_str("/")?;
+        let mut rest = key;
+        while let Some(i) = rest.find(['~', '/']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(if rest.as_bytes()[i] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+impl Serialize for Pointer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +203,37 @@ mod tests {
         let p = annotations(Some(&current), &changes(&[("k", None)]));
         assert_eq!(serde_json::to_value(&p).unwrap()[0]["op"], "remove");
         assert!(annotations(None, &changes(&[("k", None)])).0.is_empty());
+    }
+
+    /// The bytes admission sends are exactly the patch `annotations` builds, for keys that
+    /// need escaping, unchanged values, removals and a missing annotations map.
+    #[test]
+    fn json_is_the_same_patch() {
+        let current = BTreeMap::from([
+            ("x~y/z".to_string(), "old".to_string()),
+            ("keep".to_string(), "same".to_string()),
+            ("gone/~".to_string(), "v".to_string()),
+            ("say".to_string(), "\"quoted\"\n".to_string()),
+        ]);
+        let cases = [
+            changes(&[("x~y/z", Some("new")), ("a/b", Some("1"))]),
+            changes(&[("keep", Some("same")), ("gone/~", None), ("absent", None)]),
+            changes(&[("say", Some("é \u{1}")), ("~~//", Some(""))]),
+            changes(&[("keep", Some("same"))]),
+            changes(&[]),
+        ];
+        for c in &cases {
+            for cur in [Some(&current), None] {
+                let tree = annotations(cur, c);
+                match annotations_json(cur, c).unwrap() {
+                    None => assert!(tree.0.is_empty(), "{c:?}"),
+                    Some(bytes) => {
+                        let parsed: Patch = serde_json::from_slice(&bytes).unwrap();
+                        assert!(!parsed.0.is_empty());
+                        assert_eq!(parsed, tree, "{}", String::from_utf8_lossy(&bytes));
+                    }
+                }
+            }
+        }
     }
 }
