@@ -1,30 +1,24 @@
-# syntax=docker/dockerfile:1
-# Static (musl) build of kserve-keda-webhook on a distroless base: no shell, no libc, non-root.
-
-FROM rust:1-bookworm AS builder
-ARG TARGET=x86_64-unknown-linux-musl
-# Symbols are not needed at run time; dropping them roughly halves the binary.
-ENV CARGO_PROFILE_RELEASE_STRIP=symbols
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools \
-    && rm -rf /var/lib/apt/lists/* \
-    && rustup target add "${TARGET}"
-WORKDIR /src
-# Dependencies first, so source edits do not rebuild them: a stub main builds the locked graph.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked --target "${TARGET}" \
-    && rm -rf src
-COPY src ./src
-# touch: make cargo see the real sources as newer than the stub's build.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --target "${TARGET}" \
-    && cp "target/${TARGET}/release/kserve-keda-webhook" /kserve-keda-webhook
-
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=builder /kserve-keda-webhook /kserve-keda-webhook
+# The release image: the static binary that scripts/release built, checksummed and described in
+# its SBOM (dist/kserve-keda-webhook-linux-<arch>), on distroless static: no shell, no libc.
+# After scripts/release (which prints this command with the values filled in):
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg VERSION=<Cargo.toml version> --build-arg REVISION=<git commit> -t <image> .
+#
+# Pinned by the digest of the multi-arch index of gcr.io/distroless/static-debian12:nonroot, so
+# a rebuild of a commit gets the same base. To move it: crane digest <that reference>.
+FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
+# Set by BuildKit for each platform being built: amd64, arm64.
+ARG TARGETARCH
+ARG VERSION
+ARG REVISION
+LABEL org.opencontainers.image.title="kserve-keda-webhook" \
+      org.opencontainers.image.description="Admission webhook and controller that scale KServe InferenceServices with KEDA on model-server metrics" \
+      org.opencontainers.image.source="https://github.com/kserve-keda-webhook/kserve-keda-webhook" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+# The file mode (0755) comes from dist/, so the final image needs no RUN and no shell.
+COPY dist/kserve-keda-webhook-linux-${TARGETARCH} /kserve-keda-webhook
 USER 65532:65532
 EXPOSE 8443 9090
 ENTRYPOINT ["/kserve-keda-webhook"]
