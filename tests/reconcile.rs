@@ -526,6 +526,87 @@ async fn without_monitor_apis_the_scaled_object_is_still_applied_and_warned_once
     );
 }
 
+fn set_ready(api: &FakeApi, so: &str, status: &str, reason: &str, message: &str) {
+    api.edit(SCALED_OBJECT, NS, so, |o| {
+        o["status"] = json!({"conditions": [
+            {"type": "Ready", "status": status, "reason": reason, "message": message},
+            {"type": "Active", "status": "False"},
+        ]});
+    });
+}
+
+#[tokio::test]
+async fn kedas_not_ready_verdict_reaches_the_isvc_once_per_episode() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    assert!(events(&api, "m", "ScaledObjectNotReady").is_empty());
+
+    set_ready(
+        &api,
+        "m-predictor",
+        "False",
+        "TriggerError",
+        "dial tcp: connection refused",
+    );
+    eventually("the verdict on the InferenceService", || {
+        events(&api, "m", "ScaledObjectNotReady").len() == 1
+    })
+    .await;
+    let note = str_at(&events(&api, "m", "ScaledObjectNotReady")[0], "/note").to_string();
+    assert!(
+        note.contains("(TriggerError): dial tcp: connection refused"),
+        "{note}"
+    );
+    assert_eq!(
+        str_at(&events(&api, "m", "ScaledObjectNotReady")[0], "/type"),
+        "Warning"
+    );
+
+    // KEDA rewrites the same failure on every check: not news.
+    set_ready(
+        &api,
+        "m-predictor",
+        "False",
+        "TriggerError",
+        "dial tcp: connection refused",
+    );
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["labels"] = json!({"touched": "1"});
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(occurrences(&events(&api, "m", "ScaledObjectNotReady")), 1);
+
+    // Recovered, then broken again: a new episode is reported.
+    set_ready(&api, "m-predictor", "True", "ScaledObjectReady", "ok");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(occurrences(&events(&api, "m", "ScaledObjectNotReady")), 1);
+    set_ready(
+        &api,
+        "m-predictor",
+        "False",
+        "TriggerError",
+        "dial tcp: connection refused",
+    );
+    // The recorder folds a repeat of the same Event into its series count.
+    eventually("the second episode", || {
+        occurrences(&events(&api, "m", "ScaledObjectNotReady")) == 2
+    })
+    .await;
+}
+
+fn occurrences(events: &[Value]) -> u64 {
+    events
+        .iter()
+        .map(|e| {
+            e.pointer("/series/count")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+        })
+        .sum()
+}
+
 #[tokio::test]
 async fn plan_warnings_become_events_only_when_they_change() {
     let api = FakeApi::new();

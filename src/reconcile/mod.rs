@@ -80,6 +80,7 @@
 
 mod lease;
 mod ownership;
+mod readiness;
 mod reconciler;
 
 use std::sync::Arc;

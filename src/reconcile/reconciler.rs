@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::ownership::{generated_for, generated_for_predecessor};
+use super::readiness;
 use super::{Error, Kind};
 use crate::isvc::{self, Isvc};
 use crate::metrics::{KindLabels, Metrics, ResultLabels};
@@ -309,6 +310,7 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
     let outcome = sync_objects(ctx, obj, &ns, &isvc.name, &uid, &desired).await?;
 
     report_warnings(ctx, obj, &uid, &planned).await;
+    report_readiness(ctx, obj, &uid, &outcome).await;
     if !outcome.changed.is_empty() {
         let note = if wants {
             configured_note(&planned, &outcome)
@@ -344,6 +346,23 @@ fn configured_note(planned: &Plan, outcome: &Outcome) -> String {
         "scaling Deployment {target}: {}",
         outcome.changed.join(", ")
     )
+}
+
+/// KEDA's verdict on the ScaledObject, repeated on the InferenceService once per distinct
+/// problem; a recovery makes the next failure news again.
+async fn report_readiness(ctx: &Context, obj: &DynamicObject, uid: &str, outcome: &Outcome) {
+    let Some(name) = &outcome.scaled_object else {
+        return;
+    };
+    match readiness::problem(name, outcome.scaled_object_status.as_ref()) {
+        Some(note) => {
+            if ctx.is_news(uid, readiness::REASON, &note) {
+                ctx.event(obj, EventType::Warning, readiness::REASON, note)
+                    .await;
+            }
+        }
+        None => ctx.forget_reported(uid, &[readiness::REASON]),
+    }
 }
 
 async fn report_warnings(ctx: &Context, obj: &DynamicObject, uid: &str, planned: &Plan) {
@@ -502,6 +521,10 @@ struct Outcome {
     changed: Vec<String>,
     /// Kinds that exist as planned after this reconcile.
     present: Vec<Kind>,
+    /// The ScaledObject applied, and its `status` as KEDA last wrote it (read before applying;
+    /// an apply never changes status).
+    scaled_object: Option<String>,
+    scaled_object_status: Option<Value>,
 }
 
 async fn sync_objects(
@@ -572,8 +595,12 @@ async fn sync_objects(
         }
         let Some(want) = want else { continue };
         match apply_one(&api, want, isvc_name, uid, ns).await {
-            Ok(changed) => {
+            Ok((changed, status)) => {
                 outcome.present.push(kind);
+                if kind == Kind::ScaledObject {
+                    outcome.scaled_object = Some(want.name.clone());
+                    outcome.scaled_object_status = status;
+                }
                 if changed {
                     outcome
                         .changed
@@ -593,14 +620,15 @@ async fn sync_objects(
 }
 
 /// Applies one object unless a person's object of that name is in the way. Returns whether
-/// anything was written.
+/// anything was written, and the live object's `status`.
 async fn apply_one(
     api: &Api<DynamicObject>,
     want: &Desired,
     isvc_name: &str,
     uid: &str,
     ns: &str,
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<Value>), Error> {
+    let mut status = None;
     if let Some(live) = api.get_opt(&want.name).await? {
         if !generated_for(&live.metadata, uid) {
             if generated_for_predecessor(&live.metadata, isvc_name) {
@@ -615,15 +643,16 @@ async fn apply_one(
                 name: want.name.clone(),
             });
         }
+        status = live.data.get("status").cloned();
         let live_json = serde_json::to_value(&live).map_err(Error::Serialize)?;
         if contains(&live_json, &want.body) {
-            return Ok(false);
+            return Ok((false, status));
         }
     }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&want.name, &pp, &Patch::Apply(&want.body))
         .await?;
-    Ok(true)
+    Ok((true, status))
 }
 
 #[cfg(test)]
