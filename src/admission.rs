@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::isvc::{self, Isvc};
-use crate::patch;
-use crate::plan::Input;
+use crate::core::isvc::{self, Isvc};
+use crate::core::patch;
+use crate::core::plan::Input;
 use crate::policy::Requester;
 use crate::scaling::Scaling;
 
@@ -204,8 +204,8 @@ impl Object {
             format!(
                 "the request is for an {} but its object is apiVersion '{}', kind '{}'; refusing to change it",
                 isvc::KIND,
-                crate::spec::clip(self.api_version.as_deref().unwrap_or_default()),
-                crate::spec::clip(kind.unwrap_or_default())
+                crate::core::text::clip(self.api_version.as_deref().unwrap_or_default()),
+                crate::core::text::clip(kind.unwrap_or_default())
             )
         })
     }
@@ -240,10 +240,10 @@ pub fn review(
 ) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError> {
     let review: ReviewIn = serde_json::from_slice(body)?;
     if review.kind != "AdmissionReview" {
-        return Err(AdmissionError::Kind(crate::spec::clip(&review.kind)));
+        return Err(AdmissionError::Kind(crate::core::text::clip(&review.kind)));
     }
     if review.api_version != "admission.k8s.io/v1" {
-        return Err(AdmissionError::Version(crate::spec::clip(
+        return Err(AdmissionError::Version(crate::core::text::clip(
             &review.api_version,
         )));
     }
@@ -360,18 +360,18 @@ pub const MAX_WARNING: usize = 256;
 /// A warning as the API server will show it whole: control characters escaped, and cut
 /// (ending in `...`) to [`MAX_WARNING`] characters. Every warning leaves through here.
 pub fn shown_warning(w: &str) -> String {
-    let escaped = crate::spec::clip_to(w, usize::MAX);
+    let escaped = crate::core::text::clip_to(w, usize::MAX);
     if escaped.chars().count() <= MAX_WARNING {
         return escaped;
     }
     // `clip_to` adds `...` after the cut; escaping again cannot grow an escaped string.
-    crate::spec::clip_to(&escaped, MAX_WARNING - 3)
+    crate::core::text::clip_to(&escaped, MAX_WARNING - 3)
 }
 
 /// A request uid or user name as logged: control characters escaped so a crafted name cannot
 /// forge log lines, and cut at a length no real name reaches.
 fn who(s: &str) -> String {
-    crate::spec::clip_to(s, 256)
+    crate::core::text::clip_to(s, 256)
 }
 
 fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {

@@ -1,24 +1,26 @@
 //! Turns an annotated KServe InferenceService into a KEDA ScaledObject and a Prometheus
 //! monitor, as a mutating admission webhook, a controller and an offline renderer.
+//!
+//! The modules are layers; each imports only from the layers below it (ARCHITECTURE.md):
+//!
+//! - shells: [`admission`], [`render`], [`controller`], [`server`], [`tls`], [`simulate`]
+//! - [`scaling`]: the one planner every shell calls (settings, policy in force, namespace
+//!   labels)
+//! - [`policy`]: the platform policy file and the decision it drives
+//! - [`core`]: the pure planning model (no I/O, no clock)
+//! - [`metrics`] and [`reload`]: the Prometheus registry and the file watcher, shared by the
+//!   shells
+
+pub mod core;
+pub mod policy;
+pub mod scaling;
 
 pub mod admission;
-pub mod certs;
-pub mod isvc;
-pub mod metrics;
-pub mod names;
-pub mod patch;
-pub mod plan;
-pub mod policy;
-pub mod process;
-pub mod reconcile;
-pub mod reload;
+pub mod controller;
 pub mod render;
-pub mod resources;
-pub mod scaling;
-pub mod serve;
 pub mod server;
-pub mod settings;
 pub mod simulate;
-pub mod spec;
-pub mod strategy;
 pub mod tls;
+
+pub mod metrics;
+pub mod reload;

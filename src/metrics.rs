@@ -1,5 +1,7 @@
 //! Prometheus metrics of the webhook and the controller, served on `/metrics`.
 
+pub mod process;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -123,7 +125,7 @@ impl Metrics {
             m.certificate_expiry.clone(),
         );
         // The standard names every exporter uses, so existing fleet alerts apply unchanged.
-        registry.register_collector(Box::new(crate::process::ProcessCollector));
+        registry.register_collector(Box::new(crate::metrics::process::ProcessCollector));
         m
     }
 }

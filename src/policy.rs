@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
-use crate::isvc::Isvc;
-use crate::names;
-use crate::plan::{self, Input, Plan, PlanError};
-use crate::settings::{self, AuthRef, MonitorKind, RawMode, Settings};
-use crate::spec::{self, keys};
-use crate::strategy::Strategy;
+use crate::core::isvc::Isvc;
+use crate::core::names;
+use crate::core::plan::{self, Input, Plan, PlanError};
+use crate::core::settings::{self, AuthRef, RawMode, Settings, TriggerAuthKind};
+use crate::core::spec::{self, MonitorKind, keys};
+use crate::core::strategy::Strategy;
+use crate::core::text;
 
 #[cfg(test)]
 mod tests;
@@ -85,12 +86,6 @@ pub struct TriggerAuthentication {
 
 fn bearer() -> String {
     "bearer".into()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum TriggerAuthKind {
-    TriggerAuthentication,
-    ClusterTriggerAuthentication,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -205,7 +200,7 @@ impl Policy {
             .unwrap_or_else(|| Settings::default().prefix);
         // Every annotation key is `<prefix>/<name>`, and the API server refuses a key whose
         // prefix is not a DNS-1123 subdomain: with such a prefix no annotation could be set.
-        if let Err(e) = crate::names::dns1123_subdomain(&prefix) {
+        if let Err(e) = crate::core::names::dns1123_subdomain(&prefix) {
             return bad(
                 "defaults.annotationPrefix".into(),
                 format!("{e}; it prefixes annotation keys, for example scaling.io"),
@@ -397,11 +392,7 @@ fn overlay(s: &mut Settings, d: &Defaults) {
     }
     if let Some(t) = &d.trigger_authentication {
         s.trigger_auth = Some(AuthRef {
-            kind: match t.kind {
-                TriggerAuthKind::TriggerAuthentication => "TriggerAuthentication",
-                TriggerAuthKind::ClusterTriggerAuthentication => "ClusterTriggerAuthentication",
-            }
-            .to_string(),
+            kind: t.kind.as_str().to_string(),
             name: t.name.clone(),
             modes: t.modes.clone(),
         });
@@ -449,7 +440,7 @@ fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
             return bad("monitorLabels", e);
         }
         if let Err(e) = names::label_value(v) {
-            return bad(&format!("monitorLabels.{}", spec::clip(k)), e);
+            return bad(&format!("monitorLabels.{}", text::clip(k)), e);
         }
     }
     if let Some(auth) = &d.trigger_authentication {
@@ -682,7 +673,7 @@ pub fn decide(
             Enforcement::Enforce => denials.push(message),
             Enforcement::Warn => planned
                 .warnings
-                .push(format!("{WARN_PREFIX}{}", spec::clip_to(&message, 240))),
+                .push(format!("{WARN_PREFIX}{}", text::clip_to(&message, 240))),
             Enforcement::Audit => planned.audit.push(message),
         }
     }
@@ -697,7 +688,7 @@ pub const WARN_PREFIX: &str = "policy (warn): ";
 
 fn limit_findings(
     scoped: &Scoped<'_>,
-    so: &crate::resources::ScaledObject,
+    so: &crate::core::resources::ScaledObject,
     requested: &[Strategy],
     prefix: &str,
     out: &mut Vec<(Enforcement, String)>,
@@ -746,7 +737,7 @@ fn limit_findings(
     {
         push(format!(
             "Prometheus address '{}' is not allowed; allowed: {}",
-            spec::clip(address),
+            text::clip(address),
             allowed.join(", ")
         ));
     }

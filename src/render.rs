@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::isvc::{self, Isvc};
-use crate::patch;
-use crate::plan::{Input, PlanError};
+use crate::core::isvc::{self, Isvc};
+use crate::core::patch;
+use crate::core::plan::{Input, PlanError};
 use crate::scaling::Scaling;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +78,8 @@ fn render_one(
     if api_version != isvc::API_VERSION || kind != isvc::KIND {
         return Err(RenderError::Input(format!(
             "document {n}: apiVersion '{}' kind '{}' is not an InferenceService; expected apiVersion {} kind {}",
-            crate::spec::clip(api_version),
-            crate::spec::clip(kind),
+            crate::core::text::clip(api_version),
+            crate::core::text::clip(kind),
             isvc::API_VERSION,
             isvc::KIND
         )));

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::core::plan::{Input, Plan, PlanError};
+use crate::core::settings::Settings;
 use crate::metrics::Metrics;
-use crate::plan::{Input, Plan, PlanError};
 use crate::policy::{self, Policy, Requester};
-use crate::settings::Settings;
 
 /// Labels of a namespace by name; empty when unknown.
 pub type NamespaceLabels = Arc<dyn Fn(&str) -> BTreeMap<String, String> + Send + Sync>;

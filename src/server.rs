@@ -1,5 +1,7 @@
 //! The HTTPS admission server: `/mutate`, health, readiness and metrics.
 
+pub mod listener;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,9 +18,9 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::warn;
 
 use crate::admission;
+use crate::core::settings::Settings;
 use crate::metrics::{self, Metrics, ModeLabels, OutcomeLabels};
 use crate::scaling::Scaling;
-use crate::settings::Settings;
 
 /// Largest AdmissionReview accepted. An InferenceService is stored in etcd (1.5 MiB limit)
 /// and a review holds the new and the old object, so 4 MiB fits every legitimate request.
@@ -212,7 +214,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "cannot read the body: {}\n",
-                    crate::spec::clip_to(&e.to_string(), 200)
+                    crate::core::text::clip_to(&e.to_string(), 200)
                 ),
             )
                 .into_response();
@@ -284,7 +286,7 @@ fn answer(state: &AppState, body: &Bytes) -> Response {
         Err(e) => {
             warn!(error = %e, "rejected a body that is not an AdmissionReview");
             // Decoder errors can quote the input; keep the answer short and on one line.
-            let text = crate::spec::clip_to(&e.to_string(), 512);
+            let text = crate::core::text::clip_to(&e.to_string(), 512);
             (StatusCode::BAD_REQUEST, format!("{text}\n")).into_response()
         }
     }

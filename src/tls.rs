@@ -1,6 +1,8 @@
 //! Serving certificates: loading PEM files into rustls, hot reload, and self-signed
 //! generation with rcgen.
 
+pub mod self_managed;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,19 +1,21 @@
 //! Hostile and broken clients against the real TLS server: every case ends in a clear answer
 //! or a closed connection, and the server answers a good review afterwards.
 
-mod common;
+mod admission_review;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use admission_review::{isvc, review};
+use kserve_keda_webhook::core::settings::Settings;
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use webhook::TestServer;
 
 /// What a bad body must get.
 #[derive(Debug)]
@@ -202,7 +204,7 @@ async fn bad_bodies_get_clear_answers_and_the_server_keeps_serving() {
 }
 
 fn connector(ca_pem: &str) -> TlsConnector {
-    TlsConnector::from(Arc::new(common::tls_config_trusting(ca_pem)))
+    TlsConnector::from(Arc::new(webhook::tls_config_trusting(ca_pem)))
 }
 
 fn port(server: &TestServer) -> u16 {

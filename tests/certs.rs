@@ -2,15 +2,15 @@
 //! between replicas, renewal, and publishing the CA in the webhook configuration; then a real
 //! TLS client that trusts only the published bundle.
 
-mod common;
-mod support;
+mod fake_api;
+mod webhook;
 
 use std::time::Duration;
 
 use base64::Engine;
-use kserve_keda_webhook::certs::{self, NOT_AFTER_ANNOTATION, SelfManaged};
+use fake_api::{Effect, FakeApi, Fault, MUTATING_WEBHOOK, SECRET, Verb};
+use kserve_keda_webhook::tls::self_managed::{self, NOT_AFTER_ANNOTATION, SelfManaged};
 use serde_json::{Value, json};
-use support::{Effect, FakeApi, Fault, MUTATING_WEBHOOK, SECRET, Verb};
 
 const NS: &str = "kkw";
 const DAY: i64 = 24 * 3600;
@@ -64,7 +64,9 @@ fn secret_rv(api: &FakeApi) -> String {
 async fn first_replica_creates_the_secret_and_later_calls_reuse_it() {
     let api = FakeApi::new();
     let now = 1_800_000_000;
-    let first = certs::ensure(api.client(), &cfg(), now).await.unwrap();
+    let first = self_managed::ensure(api.client(), &cfg(), now)
+        .await
+        .unwrap();
     let secret = api.get(SECRET, NS, "kkw-tls").unwrap();
     assert_eq!(secret["type"], "kubernetes.io/tls");
     // The label is how `kubectl get -l` and the chart's uninstall notes find it.
@@ -77,7 +79,7 @@ async fn first_replica_creates_the_secret_and_later_calls_reuse_it() {
         (now + 365 * DAY).to_string()
     );
     let rv = secret_rv(&api);
-    let again = certs::ensure(api.client(), &cfg(), now + 100 * DAY)
+    let again = self_managed::ensure(api.client(), &cfg(), now + 100 * DAY)
         .await
         .unwrap();
     assert_eq!(first, again);
@@ -94,8 +96,8 @@ async fn two_replicas_starting_together_agree_on_one_certificate() {
     let now = 1_800_000_000;
     let c = cfg();
     let (a, b) = tokio::join!(
-        certs::ensure(api.client_as("a"), &c, now),
-        certs::ensure(api.client_as("b"), &c, now)
+        self_managed::ensure(api.client_as("a"), &c, now),
+        self_managed::ensure(api.client_as("b"), &c, now)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a, b, "both serve the certificate stored in the Secret");
@@ -116,7 +118,7 @@ async fn two_replicas_starting_together_agree_on_one_certificate() {
 async fn a_losing_create_reads_the_winners_secret() {
     let api = FakeApi::new();
     let now = 1_800_000_000;
-    let winner = certs::ensure(api.client_as("a"), &cfg(), now)
+    let winner = self_managed::ensure(api.client_as("a"), &cfg(), now)
         .await
         .unwrap();
     // Replica b read "absent" just before a created it: its create answers 409.
@@ -127,7 +129,7 @@ async fn a_losing_create_reads_the_winners_secret() {
         times: 1,
         effect: Effect::Status(404),
     });
-    let loser = certs::ensure(api.client_as("b"), &cfg(), now)
+    let loser = self_managed::ensure(api.client_as("b"), &cfg(), now)
         .await
         .unwrap();
     assert_eq!(winner, loser);
@@ -137,7 +139,9 @@ async fn a_losing_create_reads_the_winners_secret() {
 async fn renewal_keeps_the_previous_ca_in_the_bundle_and_survives_a_conflict() {
     let api = FakeApi::new();
     let start = 1_800_000_000;
-    let old = certs::ensure(api.client(), &cfg(), start).await.unwrap();
+    let old = self_managed::ensure(api.client(), &cfg(), start)
+        .await
+        .unwrap();
     // 340 days later fewer than 30 remain: renew. The first update loses a race (409).
     api.fail(Fault {
         tag: None,
@@ -147,7 +151,9 @@ async fn renewal_keeps_the_previous_ca_in_the_bundle_and_survives_a_conflict() {
         effect: Effect::Status(409),
     });
     let later = start + 340 * DAY;
-    let new = certs::ensure(api.client(), &cfg(), later).await.unwrap();
+    let new = self_managed::ensure(api.client(), &cfg(), later)
+        .await
+        .unwrap();
     assert_ne!(new.serving, old.serving);
     assert_eq!(new.not_after, later + 365 * DAY);
     assert!(
@@ -165,7 +171,7 @@ async fn an_unusable_secret_is_replaced() {
         NS,
         json!({"metadata": {"name": "kkw-tls"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA==", "ca.crt": "bm90IGEgY2VydA=="}}),
     );
-    let shared = certs::ensure(api.client(), &cfg(), 1_800_000_000)
+    let shared = self_managed::ensure(api.client(), &cfg(), 1_800_000_000)
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&shared.serving.cert).contains("BEGIN CERTIFICATE"));
@@ -178,11 +184,11 @@ async fn an_unusable_secret_is_replaced() {
 async fn the_ca_is_published_only_on_our_webhook_and_only_when_it_changes() {
     let api = FakeApi::new();
     webhook_config(&api);
-    let shared = certs::ensure(api.client(), &cfg(), 1_800_000_000)
+    let shared = self_managed::ensure(api.client(), &cfg(), 1_800_000_000)
         .await
         .unwrap();
     assert!(
-        certs::publish_ca(api.client(), &cfg(), &shared.ca_bundle)
+        self_managed::publish_ca(api.client(), &cfg(), &shared.ca_bundle)
             .await
             .unwrap()
     );
@@ -196,7 +202,7 @@ async fn the_ca_is_published_only_on_our_webhook_and_only_when_it_changes() {
         "another service's webhook is not touched"
     );
     assert!(
-        !certs::publish_ca(api.client(), &cfg(), &shared.ca_bundle)
+        !self_managed::publish_ca(api.client(), &cfg(), &shared.ca_bundle)
             .await
             .unwrap()
     );
@@ -209,7 +215,7 @@ async fn the_ca_is_published_only_on_our_webhook_and_only_when_it_changes() {
 
     let mut wrong = cfg();
     wrong.service_name = "nobody".into();
-    let err = certs::publish_ca(api.client(), &wrong, "x")
+    let err = self_managed::publish_ca(api.client(), &wrong, "x")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("kkw/nobody"), "{err}");
@@ -220,7 +226,7 @@ async fn started_server_is_trusted_through_the_published_bundle_and_the_bundle_h
     let api = FakeApi::new();
     webhook_config(&api);
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certs::start(api.client(), cfg(), dir.path().to_path_buf())
+    let (cert, key) = self_managed::start(api.client(), cfg(), dir.path().to_path_buf())
         .await
         .unwrap();
     assert!(cert.exists() && key.exists());
@@ -237,8 +243,8 @@ async fn started_server_is_trusted_through_the_published_bundle_and_the_bundle_h
     // for the name the API server dials, trusting only the published bundle.
     kserve_keda_webhook::tls::load(&cert, &key).unwrap();
     let pem = std::fs::read(&cert).unwrap();
-    assert!(common::verifies(&bundle, &pem, "kkw.kkw.svc"));
-    assert!(!common::verifies(&bundle, &pem, "elsewhere.kkw.svc"));
+    assert!(webhook::verifies(&bundle, &pem, "kkw.kkw.svc"));
+    assert!(!webhook::verifies(&bundle, &pem, "elsewhere.kkw.svc"));
 
     // Someone wipes the caBundle (an upgrade, a hand edit): the next round puts it back.
     api.edit(MUTATING_WEBHOOK, "", "kkw", |o: &mut Value| {
@@ -265,12 +271,14 @@ async fn the_certificate_calls_are_the_ones_the_chart_grants() {
     let api = FakeApi::new();
     webhook_config(&api);
     let now = 1_800_000_000;
-    certs::ensure(api.client(), &cfg(), now).await.unwrap();
-    // Inside the renewal window: the Secret is replaced.
-    let renewed = certs::ensure(api.client(), &cfg(), now + 340 * DAY)
+    self_managed::ensure(api.client(), &cfg(), now)
         .await
         .unwrap();
-    certs::publish_ca(api.client(), &cfg(), &renewed.ca_bundle)
+    // Inside the renewal window: the Secret is replaced.
+    let renewed = self_managed::ensure(api.client(), &cfg(), now + 340 * DAY)
+        .await
+        .unwrap();
+    self_managed::publish_ca(api.client(), &cfg(), &renewed.ca_bundle)
         .await
         .unwrap();
     api.check_rbac_calls(
@@ -281,9 +289,9 @@ async fn the_certificate_calls_are_the_ones_the_chart_grants() {
 
 #[test]
 fn webhook_url_is_parsed_as_the_api_server_would() {
-    let url: certs::WebhookUrl = "https://127.0.0.1:8443/mutate".parse().unwrap();
+    let url: self_managed::WebhookUrl = "https://127.0.0.1:8443/mutate".parse().unwrap();
     assert_eq!(url.host, "127.0.0.1");
-    let v6: certs::WebhookUrl = "https://[::1]:8443/mutate".parse().unwrap();
+    let v6: self_managed::WebhookUrl = "https://[::1]:8443/mutate".parse().unwrap();
     assert_eq!(v6.host, "::1");
     for bad in [
         "http://127.0.0.1/mutate",
@@ -292,7 +300,7 @@ fn webhook_url_is_parsed_as_the_api_server_would() {
         "https://host/mutate#f",
         "/mutate",
     ] {
-        let err = bad.parse::<certs::WebhookUrl>().unwrap_err();
+        let err = bad.parse::<self_managed::WebhookUrl>().unwrap_err();
         assert!(err.contains(bad), "{bad}: {err}");
     }
 }
@@ -314,9 +322,9 @@ async fn a_webhook_called_by_url_gets_the_ca_and_the_certificate_names_its_host(
     let mut cfg = cfg();
     cfg.url = Some(url.parse().unwrap());
     assert!(cfg.dns_names().contains(&"127.0.0.1".to_string()));
-    let shared = certs::ensure(api.client(), &cfg, 0).await.unwrap();
+    let shared = self_managed::ensure(api.client(), &cfg, 0).await.unwrap();
     assert!(
-        certs::publish_ca(api.client(), &cfg, &shared.ca_bundle)
+        self_managed::publish_ca(api.client(), &cfg, &shared.ca_bundle)
             .await
             .unwrap()
     );
@@ -325,7 +333,7 @@ async fn a_webhook_called_by_url_gets_the_ca_and_the_certificate_names_its_host(
         Some(shared.ca_bundle.as_str())
     );
     // Without the URL setting the same configuration has no webhook of ours.
-    let err = certs::publish_ca(api.client(), &self::cfg(), &shared.ca_bundle)
+    let err = self_managed::publish_ca(api.client(), &self::cfg(), &shared.ca_bundle)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("has no webhook calling"), "{err}");

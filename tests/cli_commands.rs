@@ -1,12 +1,11 @@
 //! The small commands and the flag checks that run before anything starts: `version`,
 //! `completion`, `policy check -f`, leader-election timings, `--kubeconfig`.
 
+mod cli;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
-}
+use cli::bin;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = bin().args(args).output().unwrap();

@@ -1,12 +1,11 @@
 //! `render` as a user runs it: the real binary, its stdout, stderr and exit code.
 
+mod cli;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
-}
+use cli::{bin, docs};
 
 fn render_file(path: &Path, extra: &[&str]) -> Output {
     bin()
@@ -30,13 +29,6 @@ fn render_stdin(input: &str, extra: &[&str]) -> Output {
     // The child may exit on a bad flag before reading its input; a broken pipe is fine then.
     let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     child.wait_with_output().unwrap()
-}
-
-fn docs(out: &Output) -> Vec<serde_json::Value> {
-    let text = String::from_utf8(out.stdout.clone()).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
 }
 
 fn examples() -> PathBuf {

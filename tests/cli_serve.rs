@@ -1,13 +1,15 @@
 //! `serve` as an operator runs it: the real binary, self-signed TLS, SIGTERM.
 
-mod common;
+mod admission_review;
+mod webhook;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{apply_patch, client_trusting, isvc, review};
+use admission_review::{apply_patch, isvc, review};
 use serde_json::json;
+use webhook::client_trusting;
 
 #[tokio::test]
 async fn self_signed_serve_answers_reviews_and_stops_on_sigterm() {

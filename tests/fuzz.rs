@@ -2,20 +2,22 @@
 //! annotation parser and the planner. Case counts are bounded so `cargo test` stays fast; a
 //! longer hunt is `PROPTEST_CASES=20000 cargo test --release --test fuzz`.
 //!
-//! There is no policy-file parser yet (`--policy` is not built), so none is fuzzed here.
+//! The policy parser is fuzzed too, from mutations of the shipped policy examples.
 
+mod admission_review;
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kserve_keda_webhook::admission;
-use kserve_keda_webhook::isvc::Isvc;
-use kserve_keda_webhook::names::SCALED_OBJECT_MAX;
-use kserve_keda_webhook::plan::{self, Input};
+use kserve_keda_webhook::core::isvc::Isvc;
+use kserve_keda_webhook::core::names::SCALED_OBJECT_MAX;
+use kserve_keda_webhook::core::plan::{self, Input};
+use kserve_keda_webhook::core::settings::Settings;
+use kserve_keda_webhook::core::spec::{self, keys};
+use kserve_keda_webhook::core::text;
 use kserve_keda_webhook::policy;
 use kserve_keda_webhook::scaling::Scaling;
-use kserve_keda_webhook::settings::Settings;
-use kserve_keda_webhook::spec::{self, keys};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
@@ -211,22 +213,12 @@ fn dns_name() -> impl Strategy<Value = String> {
 }
 
 fn valid_review(annotations: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1",
-            "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
-            "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
-            "name": "qwen", "namespace": "llm", "operation": "CREATE",
-            "userInfo": {"username": "alice"},
-            "object": {
-                "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                "metadata": {"name": "qwen", "annotations": annotations},
-                "spec": {"predictor": {"minReplicas": 1, "model": {"args": ["--port=8080"]}}}
-            }
-        }
-    })
+    let object = json!({
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": "qwen", "annotations": annotations},
+        "spec": {"predictor": {"minReplicas": 1, "model": {"args": ["--port=8080"]}}}
+    });
+    admission_review::review("CREATE", &object, None, false)
 }
 
 /// Every JSON pointer into `v`.
@@ -397,7 +389,7 @@ proptest! {
             }
             Err(e) => {
                 // The key as given, clipped when long and with control characters escaped.
-                let named = annotations.keys().any(|k| spec::clip(k) == e.key);
+                let named = annotations.keys().any(|k| text::clip(k) == e.key);
                 prop_assert!(named, "{e:?} names no given key");
                 prop_assert!(e.to_string().contains(&e.key));
                 prop_assert!(!e.problem.is_empty());

@@ -1,13 +1,15 @@
 //! Drives the real admission server over TLS with a real HTTPS client.
 
-mod common;
+mod admission_review;
+mod webhook;
 
 use std::time::Duration;
 
-use common::{TestServer, apply_patch, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use admission_review::{apply_patch, isvc, review};
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::tls;
 use serde_json::{Value, json};
+use webhook::TestServer;
 
 #[tokio::test]
 async fn annotated_create_is_patched_to_raw_external_with_records() {
@@ -255,7 +257,7 @@ async fn rotated_certificate_is_served_without_restart() {
     let (cert, key) = server.cert_paths();
     // Key first, then certificate: a reload between the two writes sees a mismatched pair,
     // which must be rejected while the old certificate stays in service.
-    common::write(&key, &next.serving.key);
+    webhook::write(&key, &next.serving.key);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         old_client
@@ -267,8 +269,8 @@ async fn rotated_certificate_is_served_without_restart() {
         200,
         "a half-written rotation keeps the old certificate"
     );
-    common::write(&cert, &next.serving.cert);
-    let new_client = common::client_trusting(&next.ca_pem);
+    webhook::write(&cert, &next.serving.cert);
+    let new_client = webhook::client_trusting(&next.ca_pem);
     let mut ok = false;
     for _ in 0..50 {
         if let Ok(r) = new_client

@@ -1,26 +1,29 @@
 //! Platform policy end to end: `policy check`, `render --policy` on the shipped examples,
 //! live reload (good, broken, removed file), and deny / warn / audit over HTTPS.
 
-mod common;
+mod admission_review;
+mod cli;
+mod wait;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestServer, isvc, review};
+use admission_review::{isvc, review};
+use kserve_keda_webhook::core::plan::Input;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::metrics::Metrics;
-use kserve_keda_webhook::plan::Input;
 use kserve_keda_webhook::policy;
 use kserve_keda_webhook::scaling::{self, Scaling};
-use kserve_keda_webhook::settings::Settings;
 use serde_json::{Value, json};
+use webhook::TestServer;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
-}
+use cli::{bin, docs, stderr};
+use wait::eventually;
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,17 +43,6 @@ fn render(policy: &Path, input: &str, extra: &[&str]) -> Output {
         .unwrap();
     let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     child.wait_with_output().unwrap()
-}
-
-fn docs(out: &Output) -> Vec<Value> {
-    let text = String::from_utf8(out.stdout.clone()).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 /// The Qwen example moved to another namespace, with extra annotations and predictor fields.
@@ -245,7 +237,7 @@ fn max_of(scaling: &Scaling, max: &str) -> Result<u32, String> {
         ])),
         ..Default::default()
     };
-    let view = kserve_keda_webhook::isvc::Isvc::from_parts(&meta, &json!({}), "a").unwrap();
+    let view = kserve_keda_webhook::core::isvc::Isvc::from_parts(&meta, &json!({}), "a").unwrap();
     scaling
         .decide(
             Input {
@@ -282,7 +274,7 @@ async fn policy_reloads_and_a_broken_or_removed_file_keeps_the_last_good_one() {
     assert!(max_of(&scaling, "6").is_err());
 
     write_policy(&path, "limits: {maxReplicas: 8}\n");
-    eventually(|| max_of(&scaling, "6").is_ok()).await;
+    eventually("the policy reload", || max_of(&scaling, "6").is_ok()).await;
     assert!(max_of(&scaling, "9").is_err());
 
     write_policy(&path, "limits: {maxReplicas: lots}\n");
@@ -309,18 +301,8 @@ async fn policy_reloads_and_a_broken_or_removed_file_keeps_the_last_good_one() {
     );
 
     write_policy(&path, "");
-    eventually(|| max_of(&scaling, "9").is_ok()).await;
+    eventually("the policy reload", || max_of(&scaling, "9").is_ok()).await;
     task.abort();
-}
-
-async fn eventually(f: impl Fn() -> bool) {
-    for _ in 0..100 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition not reached");
 }
 
 #[tokio::test]

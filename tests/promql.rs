@@ -7,10 +7,10 @@
 
 mod promql_support;
 
+use kserve_keda_webhook::core::settings::Settings;
+use kserve_keda_webhook::core::strategy::{self, Runtime, Scope, Strategy};
 use kserve_keda_webhook::render::render;
 use kserve_keda_webhook::scaling::Scaling;
-use kserve_keda_webhook::settings::Settings;
-use kserve_keda_webhook::strategy::{self, Runtime, Scope, Strategy};
 use promql_support::*;
 use serde_json::{Value, json};
 

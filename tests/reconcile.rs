@@ -1,25 +1,28 @@
-//! The controller end to end: the real `reconcile::run` (leader election, kube-runtime
+//! The controller end to end: the real `controller::run` (leader election, kube-runtime
 //! Controller, watches, server-side apply, events) against the in-memory API server in
 //! `support`. Every scenario waits for the cluster to converge and then checks the exact set
 //! of generated objects.
 
-mod support;
+mod admission_review;
+mod fake_api;
+mod wait;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kserve_keda_webhook::metrics::Metrics;
-use kserve_keda_webhook::reconcile::{self, ControllerOptions};
-use kserve_keda_webhook::scaling::Scaling;
-use kserve_keda_webhook::settings::Settings;
-use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
-use support::{
+use fake_api::{
     DEPLOYMENT, EVENT, Effect, FakeApi, Fault, ISVC, LEASE, POD_MONITOR, PROMETHEUS_RULE,
     SCALED_OBJECT, SERVICE_MONITOR, Verb,
 };
+use kserve_keda_webhook::controller::{self, ControllerOptions};
+use kserve_keda_webhook::core::settings::Settings;
+use kserve_keda_webhook::metrics::Metrics;
+use kserve_keda_webhook::scaling::Scaling;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use wait::eventually;
 
 const NS: &str = "ml";
 
@@ -65,7 +68,7 @@ fn start_scaling(
     let (ready_tx, ready) = watch::channel(false);
     let client = api.client_as(tag);
     let task = tokio::spawn(async move {
-        let r = reconcile::run(client, Arc::new(scaling), opts, metrics, ready_tx).await;
+        let r = controller::run(client, Arc::new(scaling), opts, metrics, ready_tx).await;
         assert!(r.is_ok(), "{r:?}");
     });
     Replica {
@@ -75,15 +78,7 @@ fn start_scaling(
     }
 }
 
-async fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn isvc(name: &str, extra: Value) -> Value {
+fn stored_isvc(name: &str, extra: Value) -> Value {
     let mut annotations = json!({
         "serving.kserve.io/deploymentMode": "RawDeployment",
         "serving.kserve.io/autoscalerClass": "external",
@@ -128,7 +123,7 @@ fn events(api: &FakeApi, name: &str, reason: &str) -> Vec<Value> {
         .collect()
 }
 
-fn names(api: &FakeApi, res: support::Res) -> Vec<String> {
+fn names(api: &FakeApi, res: fake_api::Res) -> Vec<String> {
     let mut v: Vec<String> = api
         .list(res, NS)
         .iter()
@@ -181,7 +176,7 @@ async fn converged_on(api: &FakeApi, name: &str) -> (Value, Value) {
 async fn an_annotated_isvc_gets_an_owned_scaled_object_and_service_monitor() {
     let api = FakeApi::new();
     let replica = start(&api, "a");
-    let owner = api.create(ISVC, NS, isvc("m", json!({})));
+    let owner = api.create(ISVC, NS, stored_isvc("m", json!({})));
     let (so, sm) = converged_on(&api, "m").await;
 
     assert_generated(&so, &owner);
@@ -237,7 +232,7 @@ async fn an_annotated_isvc_gets_an_owned_scaled_object_and_service_monitor() {
 async fn spec_changes_update_switch_and_finally_remove_generated_objects() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     let (so, _) = converged_on(&api, "m").await;
     let first_hash = str_at(&so, "/metadata/annotations/scaling.io~1inputs-hash").to_string();
 
@@ -301,7 +296,7 @@ async fn a_persons_object_with_the_planned_name_is_never_touched() {
         NS,
         json!({"metadata": {"name": "m-predictor"}, "spec": {"note": "hand-made"}}),
     );
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     eventually("NameConflict warning", || {
         !events(&api, "m", "NameConflict").is_empty()
     })
@@ -339,7 +334,7 @@ async fn a_persons_object_with_the_planned_name_is_never_touched() {
 async fn hand_deleted_and_hand_edited_objects_come_back_as_planned() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     let (so, sm) = converged_on(&api, "m").await;
 
     api.delete(SERVICE_MONITOR, NS, "m-predictor");
@@ -364,7 +359,7 @@ async fn hand_deleted_and_hand_edited_objects_come_back_as_planned() {
 async fn a_deployment_with_an_older_name_retargets_the_scaled_object() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     // KServe <= 0.10 names, plus a multi-node worker that must never be the target.
     api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-worker"));
@@ -409,7 +404,7 @@ async fn api_errors_are_retried_with_backoff_until_converged() {
         effect: Effect::Status(500),
     });
     let _replica = start(&api, "a");
-    let owner = api.create(ISVC, NS, isvc("m", json!({})));
+    let owner = api.create(ISVC, NS, stored_isvc("m", json!({})));
     let (so, _) = converged_on(&api, "m").await;
     assert_generated(&so, &owner);
 
@@ -438,7 +433,7 @@ async fn api_errors_are_retried_with_backoff_until_converged() {
 async fn a_knative_isvc_gets_a_warning_and_nothing_is_applied() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    let mut obj = isvc("k", json!({}));
+    let mut obj = stored_isvc("k", json!({}));
     let a = obj["metadata"]["annotations"].as_object_mut().unwrap();
     a.remove("serving.kserve.io/deploymentMode");
     a.remove("serving.kserve.io/autoscalerClass");
@@ -466,7 +461,7 @@ async fn a_knative_isvc_gets_a_warning_and_nothing_is_applied() {
 #[tokio::test]
 async fn a_pre_existing_raw_isvc_gets_autoscaler_class_external_and_is_configured() {
     let api = FakeApi::new();
-    let mut obj = isvc("old", json!({}));
+    let mut obj = stored_isvc("old", json!({}));
     let a = obj["metadata"]["annotations"].as_object_mut().unwrap();
     a.remove("serving.kserve.io/deploymentMode");
     a.remove("serving.kserve.io/autoscalerClass");
@@ -489,7 +484,7 @@ async fn a_pre_existing_raw_isvc_gets_autoscaler_class_external_and_is_configure
 async fn deleting_the_isvc_takes_the_generated_objects_along() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     api.create(
         SCALED_OBJECT,
         NS,
@@ -509,7 +504,7 @@ async fn without_monitor_apis_the_scaled_object_is_still_applied_and_warned_once
     api.unserve(SERVICE_MONITOR);
     api.unserve(POD_MONITOR);
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     eventually("ScaledObject applied", || {
         names(&api, SCALED_OBJECT) == ["m-predictor"]
             && annotation(&api, "m", "scaling.io/observed-generation").is_some()
@@ -539,7 +534,7 @@ fn set_ready(api: &FakeApi, so: &str, status: &str, reason: &str, message: &str)
 async fn kedas_not_ready_verdict_reaches_the_isvc_once_per_episode() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     assert!(events(&api, "m", "ScaledObjectNotReady").is_empty());
 
@@ -611,7 +606,7 @@ fn occurrences(events: &[Value]) -> u64 {
 async fn plan_warnings_become_events_only_when_they_change() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    let mut obj = isvc("w", json!({}));
+    let mut obj = stored_isvc("w", json!({}));
     obj["spec"]["predictor"]["model"]["args"] = json!(["--disable-log-stats"]);
     api.create(ISVC, NS, obj);
     converged_on(&api, "w").await;
@@ -634,7 +629,7 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over_after_expiry
     let b = start(&api, "b");
     eventually("both ready", || *a.ready.borrow() && *b.ready.borrow()).await;
 
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     let writers = |plural: &str| -> Vec<&'static str> {
         let mut w: Vec<_> = api
@@ -683,7 +678,7 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over_after_expiry
         .unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
 
-    api.create(ISVC, NS, isvc("n", json!({})));
+    api.create(ISVC, NS, stored_isvc("n", json!({})));
     converged_on(&api, "n").await;
     let takeover = cut + took;
     let late_a_writes = api
@@ -722,7 +717,7 @@ fn trigger_names(api: &FakeApi, name: &str) -> Vec<String> {
 async fn after_an_api_server_restart_changes_made_during_the_outage_are_applied() {
     let api = FakeApi::new();
     let replica = start_with(&api, "a", outage_proof("a"));
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
 
     api.restart(Duration::from_secs(2));
@@ -730,7 +725,7 @@ async fn after_an_api_server_restart_changes_made_during_the_outage_are_applied(
     api.edit(ISVC, NS, "m", |o| {
         o["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
     });
-    api.create(ISVC, NS, isvc("n", json!({})));
+    api.create(ISVC, NS, stored_isvc("n", json!({})));
     eventually("the controller tried while the server was down", || {
         api.refused() > 0
     })
@@ -760,8 +755,8 @@ async fn after_an_api_server_restart_changes_made_during_the_outage_are_applied(
 async fn an_expired_watch_relists_and_converges() {
     let api = FakeApi::new();
     let replica = start_with(&api, "a", outage_proof("a"));
-    api.create(ISVC, NS, isvc("m", json!({})));
-    api.create(ISVC, NS, isvc("gone", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("gone", json!({})));
     converged_on(&api, "m").await;
     converged_on(&api, "gone").await;
 
@@ -776,7 +771,7 @@ async fn an_expired_watch_relists_and_converges() {
     api.edit(ISVC, NS, "m", |o| {
         o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
     });
-    api.create(ISVC, NS, isvc("n", json!({})));
+    api.create(ISVC, NS, stored_isvc("n", json!({})));
     // Removing the strategy leaves the generated objects for the controller to delete.
     api.edit(ISVC, NS, "gone", |o| {
         o["metadata"]["annotations"]
@@ -835,7 +830,7 @@ async fn the_policy_of_the_namespace_shapes_what_is_applied_and_audits_become_ev
     api.create(
         ISVC,
         NS,
-        isvc("m", json!({"scaling.io/strategy": "tokens"})),
+        stored_isvc("m", json!({"scaling.io/strategy": "tokens"})),
     );
     let (so, _) = converged_on(&api, "m").await;
     assert_eq!(so["spec"]["maxReplicaCount"], 3, "the rule's default");
@@ -889,8 +884,8 @@ fn writes_to(api: &FakeApi, plural: &str, name: &str) -> usize {
 #[tokio::test]
 async fn labelled_objects_that_are_not_ours_are_never_deleted_or_overwritten() {
     let api = FakeApi::new();
-    let other = api.create(ISVC, "elsewhere", isvc("other", json!({})));
-    let owner = api.create(ISVC, NS, isvc("m", json!({})));
+    let other = api.create(ISVC, "elsewhere", stored_isvc("other", json!({})));
+    let owner = api.create(ISVC, NS, stored_isvc("m", json!({})));
     // A copy of another InferenceService's ScaledObject, with the planned name.
     let copy = api.create(
         SCALED_OBJECT,
@@ -951,14 +946,14 @@ async fn a_predecessors_objects_are_waited_for_then_replaced_after_garbage_colle
     let api = FakeApi::new();
     api.hold_garbage_collection();
     let _replica = start(&api, "a");
-    let first = api.create(ISVC, NS, isvc("m", json!({})));
+    let first = api.create(ISVC, NS, stored_isvc("m", json!({})));
     let (old_so, _) = converged_on(&api, "m").await;
     assert_generated(&old_so, &first);
 
     // Deleted and recreated under the same name: a new uid, while the collector has not yet
     // removed what the first one owned.
     api.delete(ISVC, NS, "m");
-    let second = api.create(ISVC, NS, isvc("m", json!({})));
+    let second = api.create(ISVC, NS, stored_isvc("m", json!({})));
     assert_ne!(first["metadata"]["uid"], second["metadata"]["uid"]);
     eventually("the new InferenceService is reconciled", || {
         api.seen()
@@ -998,7 +993,7 @@ async fn a_predecessors_objects_are_waited_for_then_replaced_after_garbage_colle
 async fn an_isvc_being_deleted_is_left_to_garbage_collection() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    let mut obj = isvc("m", json!({}));
+    let mut obj = stored_isvc("m", json!({}));
     obj["metadata"]["finalizers"] = json!(["serving.kserve.io/inferenceservice-finalizer"]);
     api.create(ISVC, NS, obj);
     converged_on(&api, "m").await;
@@ -1039,7 +1034,7 @@ async fn an_isvc_being_deleted_is_left_to_garbage_collection() {
 async fn deletes_carry_the_uid_of_the_object_inspected() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     let (_, sm) = converged_on(&api, "m").await;
     api.edit(ISVC, NS, "m", |o| {
         o["metadata"]["annotations"]["scaling.io/monitor"] = json!("podmonitor");
@@ -1172,8 +1167,8 @@ async fn the_scale_target_is_the_live_predictor_deployment_from_the_first_apply(
     // be applied, not even once.
     api.create(DEPLOYMENT, NS, deployment("old", "old-predictor-default"));
     api.create(DEPLOYMENT, NS, deployment("renamed", "renamed-serving"));
-    api.create(ISVC, NS, isvc("old", json!({})));
-    api.create(ISVC, NS, isvc("renamed", json!({})));
+    api.create(ISVC, NS, stored_isvc("old", json!({})));
+    api.create(ISVC, NS, stored_isvc("renamed", json!({})));
     let _replica = start(&api, "a");
     eventually("both configured", || {
         names(&api, SCALED_OBJECT) == ["old-predictor-default", "renamed-serving"]
@@ -1213,7 +1208,7 @@ async fn the_scale_target_is_the_live_predictor_deployment_from_the_first_apply(
 
 #[tokio::test]
 async fn the_lease_records_holder_duration_and_times_on_every_write() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig, Round};
     let api = FakeApi::new();
     let cfg = |id: &str| LeaseConfig {
         namespace: "kkw".into(),
@@ -1280,7 +1275,7 @@ async fn the_lease_records_holder_duration_and_times_on_every_write() {
 async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
     let api = FakeApi::new();
     let replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-default"));
     eventually("retargeted", || {
@@ -1326,7 +1321,7 @@ async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
 async fn a_failing_list_is_retried_not_taken_for_a_missing_api() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     // After the watches are up, so the failures reach the reconcile's own listing.
     api.fail(Fault {
@@ -1358,7 +1353,7 @@ async fn a_failing_list_is_retried_not_taken_for_a_missing_api() {
 /// takes over after a full duration never overlaps with it.
 #[tokio::test]
 async fn a_leader_rides_out_failed_renews_only_while_its_lease_is_valid() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig};
     let api = FakeApi::new();
     let cfg = LeaseConfig {
         namespace: "kkw".into(),
@@ -1415,7 +1410,7 @@ async fn a_leader_rides_out_failed_renews_only_while_its_lease_is_valid() {
 async fn a_dry_run_admission_previews_the_patch_and_writes_nothing() {
     use kserve_keda_webhook::admission;
     let api = FakeApi::new();
-    let mut plain = isvc("m", json!({}));
+    let mut plain = stored_isvc("m", json!({}));
     plain["metadata"]["annotations"]
         .as_object_mut()
         .unwrap()
@@ -1429,20 +1424,8 @@ async fn a_dry_run_admission_previews_the_patch_and_writes_nothing() {
 
     let mut annotated = stored.clone();
     annotated["metadata"]["annotations"]["scaling.io/strategy"] = json!("queue");
-    let review = |dry_run: bool| {
-        json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "4b0c3c1e-2f5e-4c55-9d7e-1f0f5f6d0a11",
-                "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
-                "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
-                "name": "m", "namespace": NS, "operation": "UPDATE",
-                "userInfo": {"username": "alice"},
-                "object": annotated, "oldObject": stored, "dryRun": dry_run,
-            }
-        })
-    };
+    let review =
+        |dry_run: bool| admission_review::review("UPDATE", &annotated, Some(&stored), dry_run);
     let scaling = Scaling::from(Settings::default());
     let answer = |dry_run: bool| -> Value {
         let body = serde_json::to_vec(&review(dry_run)).unwrap();
@@ -1483,7 +1466,7 @@ async fn a_dry_run_admission_previews_the_patch_and_writes_nothing() {
 /// never takes over.
 #[tokio::test]
 async fn a_follower_never_takes_over_a_lease_that_keeps_being_renewed() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig, Round};
     let api = FakeApi::new();
     let cfg = |id: &str| LeaseConfig {
         namespace: "kkw".into(),
@@ -1512,7 +1495,7 @@ async fn a_follower_never_takes_over_a_lease_that_keeps_being_renewed() {
 /// (so a leader keeps leading through it while its Lease is valid).
 #[tokio::test]
 async fn only_a_conflict_on_the_lease_write_is_a_lost_round() {
-    use kserve_keda_webhook::reconcile::{Elector, LeaseConfig, Round};
+    use kserve_keda_webhook::controller::{Elector, LeaseConfig, Round};
     let api = FakeApi::new();
     let mut a = Elector::new(
         api.client(),
@@ -1567,7 +1550,7 @@ fn reconcile_errors(replica: &Replica) -> u64 {
 async fn a_failed_delete_fails_the_reconcile_unless_the_object_is_gone_or_replaced() {
     let api = FakeApi::new();
     let replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     let monitor = |kind: &str| {
         api.edit(ISVC, NS, "m", |o| {
@@ -1626,7 +1609,7 @@ async fn a_failed_delete_fails_the_reconcile_unless_the_object_is_gone_or_replac
 async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
     let api = FakeApi::new();
     let _replica = start(&api, "a");
-    api.create(ISVC, NS, isvc("m", json!({})));
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     eventually("records written", || {
         annotation(&api, "m", "scaling.io/observed-generation").is_some()
@@ -1641,7 +1624,7 @@ async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
     for p in patches {
         assert_eq!(
             p.field_manager.as_deref(),
-            Some(reconcile::FIELD_MANAGER),
+            Some(kserve_keda_webhook::core::names::FIELD_MANAGER),
             "{p:?}"
         );
     }

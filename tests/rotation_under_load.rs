@@ -1,15 +1,17 @@
 //! Certificate rotation while clients keep sending reviews: no request may fail.
 
-mod common;
+mod admission_review;
+mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use admission_review::{isvc, review};
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::tls;
 use serde_json::json;
+use webhook::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_fails_no_request() {
@@ -35,7 +37,7 @@ async fn rotation_under_load_fails_no_request() {
     let mut workers = Vec::new();
     for i in 0..4 {
         // Half the clients reuse connections across the swap, half handshake every time.
-        let client = common::client_with(&bundle, i % 2 == 1);
+        let client = webhook::client_with(&bundle, i % 2 == 1);
         let (url, body, ok, failed, stop) = (
             url.clone(),
             body.clone(),
@@ -67,7 +69,7 @@ async fn rotation_under_load_fails_no_request() {
         std::fs::rename(&tmp, path).unwrap();
     }
     // Wait until a client that trusts only the new CA gets through.
-    let only_new = common::client_trusting(&next.ca_pem);
+    let only_new = webhook::client_trusting(&next.ca_pem);
     let mut rotated = false;
     for _ in 0..100 {
         if only_new

@@ -1,19 +1,21 @@
 //! `/metrics` of a running server: process metrics, the serving certificate's expiry (and
 //! that it follows a rotation), reviews in flight and leadership, scraped as Prometheus would.
 
-mod common;
+mod admission_review;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{TestServer, isvc, review};
-use kserve_keda_webhook::settings::Settings;
+use admission_review::{isvc, review};
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::tls;
 use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use webhook::TestServer;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -96,9 +98,9 @@ async fn certificate_expiry_follows_a_rotation() {
     .unwrap();
     let next = tls::self_signed(&["localhost".into()], Duration::from_secs(10 * 86400)).unwrap();
     let (cert, key) = server.cert_paths();
-    common::write(&key, &next.serving.key);
-    common::write(&cert, &next.serving.cert);
-    let client = common::client_trusting(&next.ca_pem);
+    webhook::write(&key, &next.serving.key);
+    webhook::write(&cert, &next.serving.cert);
+    let client = webhook::client_trusting(&next.ca_pem);
     let mut after = None;
     for _ in 0..50 {
         if let Ok(r) = client.get(format!("{}/metrics", server.url)).send().await {
@@ -131,7 +133,7 @@ async fn a_review_being_sent_counts_as_in_flight_until_it_ends() {
     ))
     .unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let connector = TlsConnector::from(Arc::new(common::tls_config_trusting(&server.ca_pem)));
+    let connector = TlsConnector::from(Arc::new(webhook::tls_config_trusting(&server.ca_pem)));
     let mut tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await

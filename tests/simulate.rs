@@ -1,15 +1,14 @@
 //! `simulate` as a user runs it: the real binary, its output and exit code.
 
+mod cli;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
-}
+use cli::{bin, stderr};
 
-fn isvc(dir: &Path, annotations: &[(&str, &str)]) -> PathBuf {
+fn isvc_file(dir: &Path, annotations: &[(&str, &str)]) -> PathBuf {
     let mut text = String::from(
         "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: llama\n  namespace: llm\n  annotations:\n",
     );
@@ -43,14 +42,10 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn same_seed_same_bytes_other_seed_other_run() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(dir.path(), &[("scaling.io/strategy", "tokens")]);
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "tokens")]);
     let args = [
         "--load",
         "bursty:base=1,peak=6,every=10m,length=2m",
@@ -70,7 +65,7 @@ fn same_seed_same_bytes_other_seed_other_run() {
 #[test]
 fn timeline_has_one_entry_per_hpa_sync_with_the_planned_triggers() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(
+    let f = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "tokens"),
@@ -128,7 +123,7 @@ fn timeline_has_one_entry_per_hpa_sync_with_the_planned_triggers() {
 #[test]
 fn a_fixed_replica_count_costs_exactly_its_hours() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(
+    let f = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "queue"),
@@ -161,7 +156,7 @@ fn a_fixed_replica_count_costs_exactly_its_hours() {
 #[test]
 fn pod_level_triggers_cannot_wake_a_model_keda_scaled_to_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(
+    let f = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "queue"),
@@ -197,7 +192,7 @@ fn pod_level_triggers_cannot_wake_a_model_keda_scaled_to_zero() {
 #[test]
 fn custom_triggers_need_the_signal_named_in_the_profile() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(
+    let f = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "custom"),
@@ -238,7 +233,7 @@ fn custom_triggers_need_the_signal_named_in_the_profile() {
 #[test]
 fn azure_trace_columns_are_read() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(dir.path(), &[("scaling.io/strategy", "concurrency")]);
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "concurrency")]);
     let trace = dir.path().join("azure.csv");
     let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens\n");
     for i in 0..600 {
@@ -262,7 +257,7 @@ fn azure_trace_columns_are_read() {
 #[test]
 fn sweep_names_the_cheapest_setting_meeting_the_slo() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(
+    let f = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "tokens"),
@@ -321,7 +316,7 @@ fn sweep_names_the_cheapest_setting_meeting_the_slo() {
 #[test]
 fn plot_is_an_svg_with_the_three_panels() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "queue")]);
     let svg = dir.path().join("run.svg");
     let out = simulate(
         &f,
@@ -354,7 +349,7 @@ fn plot_is_an_svg_with_the_three_panels() {
 #[test]
 fn bad_input_names_the_field_value_and_what_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "queue")]);
     let profile = dir.path().join("bad.yaml");
     std::fs::write(&profile, "name: x\nsource: y\nbatch: 3\n").unwrap();
     let trace = dir.path().join("t.csv");
@@ -401,7 +396,7 @@ fn bad_input_names_the_field_value_and_what_is_allowed() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"));
     }
-    let none = simulate(&isvc(dir.path(), &[]), &["--load", "constant:rate=1"]);
+    let none = simulate(&isvc_file(dir.path(), &[]), &["--load", "constant:rate=1"]);
     assert_eq!(none.status.code(), Some(1));
     assert!(
         stderr(&none).contains("no scaling.io/strategy annotation"),
@@ -413,7 +408,7 @@ fn bad_input_names_the_field_value_and_what_is_allowed() {
 #[test]
 fn keda_scales_to_zero_a_cooldown_after_the_last_active_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let f = isvc(
+    let f = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "tokens"),
@@ -463,7 +458,7 @@ fn keda_scales_to_zero_a_cooldown_after_the_last_active_poll() {
 fn every_window_the_planner_accepts_is_simulated() {
     let dir = tempfile::tempdir().unwrap();
     for window in ["1w", "1m30s", "90s"] {
-        let f = isvc(
+        let f = isvc_file(
             dir.path(),
             &[
                 ("scaling.io/strategy", "queue"),
@@ -478,7 +473,7 @@ fn every_window_the_planner_accepts_is_simulated() {
 #[test]
 fn signals_replay_through_keda_and_the_hpa_with_the_controllers_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let file = isvc(
+    let file = isvc_file(
         dir.path(),
         &[
             ("scaling.io/strategy", "queue"),

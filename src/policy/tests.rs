@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
 use super::*;
-use crate::resources::ScaledObject;
+use crate::core::resources::ScaledObject;
 
 fn isvc(ns: &str, annotations: &[(&str, &str)], predictor: serde_json::Value) -> Isvc {
     let meta = ObjectMeta {

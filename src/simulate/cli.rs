@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use super::SimError;
 use super::engine::{self, Config};
 use super::load::{self, Request};
 use super::profile::{self, Profile};
@@ -10,9 +11,9 @@ use super::replay;
 use super::report::{self, SweepRow};
 use super::rng::Rng;
 use super::scenario::{self, Planned};
-use super::{SimError, duration};
+use crate::core::strategy::Strategy;
+use crate::core::text::duration;
 use crate::policy;
-use crate::strategy::Strategy;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
@@ -300,14 +301,14 @@ pub fn parse_sweep(text: &str) -> Result<(Strategy, Vec<f64>), String> {
     let bad = |why: String| {
         format!(
             "--sweep '{}': {why}; use STRATEGY=TARGET,... e.g. queue=3,5,8",
-            crate::spec::clip(text)
+            crate::core::text::clip(text)
         )
     };
     let (name, values) = text.split_once('=').ok_or_else(|| bad("no '='".into()))?;
     let strategy = Strategy::parse(name).ok_or_else(|| {
         bad(format!(
             "unknown strategy '{}'; allowed: {}",
-            crate::spec::clip(name),
+            crate::core::text::clip(name),
             Strategy::ALLOWED
         ))
     })?;
@@ -318,7 +319,7 @@ pub fn parse_sweep(text: &str) -> Result<(Strategy, Vec<f64>), String> {
             _ => {
                 return Err(bad(format!(
                     "target '{}' is not a number greater than 0",
-                    crate::spec::clip(v)
+                    crate::core::text::clip(v)
                 )));
             }
         }

@@ -9,7 +9,7 @@ use super::profile::Profile;
 use super::prom::{Buckets, Sample, ServerSample, Tsdb};
 use super::rng::Rng;
 use super::server::{Event, ITL_BUCKETS, Server, TTFT_BUCKETS};
-use crate::strategy::{MetricType, Strategy};
+use crate::core::strategy::{MetricType, Strategy};
 
 /// One trigger of the ScaledObject, tied to the signal it reads.
 #[derive(Clone, Debug, PartialEq, Serialize)]

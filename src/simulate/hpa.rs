@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::MetricType;
+use crate::core::strategy::MetricType;
 
 /// The controller's `--horizontal-pod-autoscaler-tolerance` default.
 pub const TOLERANCE: f64 = 0.1;

@@ -1,7 +1,7 @@
 //! Request arrivals: generated shapes (`--load`) or a recorded trace (`--trace`).
 
-use super::duration;
 use super::rng::Rng;
+use crate::core::text::duration;
 
 /// One request as the model server sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,7 +117,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
     let bad = |why: String| {
         format!(
             "--load '{}': {why}; forms: {FORMS}",
-            crate::spec::clip(text)
+            crate::core::text::clip(text)
         )
     };
     let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
@@ -130,19 +130,22 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
         other => {
             return Err(bad(format!(
                 "unknown load '{}'; allowed: constant, step, ramp, diurnal, bursty",
-                crate::spec::clip(other)
+                crate::core::text::clip(other)
             )));
         }
     };
     let mut values: Vec<(&str, &str)> = Vec::new();
     for pair in rest.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| bad(format!("'{}' is not key=value", crate::spec::clip(pair))))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            bad(format!(
+                "'{}' is not key=value",
+                crate::core::text::clip(pair)
+            ))
+        })?;
         if !allowed.contains(&k) && k != "prompt" && k != "output" {
             return Err(bad(format!(
                 "unknown key '{}' for {kind}; allowed: {}, prompt, output",
-                crate::spec::clip(k),
+                crate::core::text::clip(k),
                 allowed.join(", ")
             )));
         }
@@ -158,7 +161,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
             Ok(r) if (0.0..=100_000.0).contains(&r) => Ok(r),
             _ => Err(bad(format!(
                 "{k}={} is not a rate; use requests per second from 0 to 100000",
-                crate::spec::clip(v)
+                crate::core::text::clip(v)
             ))),
         }
     };
@@ -178,7 +181,7 @@ pub fn parse(text: &str) -> Result<LoadSpec, String> {
                 Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
                 _ => Err(bad(format!(
                     "{k}={} is not a token count; use a whole number from 1 to 1000000",
-                    crate::spec::clip(v)
+                    crate::core::text::clip(v)
                 ))),
             })
             .transpose()
@@ -290,7 +293,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
                 format!(
                     "trace {origin} line 1: no {what} column; expected one of {} (found: {})",
                     wanted.join(", "),
-                    crate::spec::clip(header)
+                    crate::core::text::clip(header)
                 )
             })
     };
@@ -320,7 +323,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
             format!(
                 "trace {origin} line {n}: column '{}' value '{}' is not a time; use seconds (e.g. 12.5) or a date-time like 2023-11-16 18:15:46.6805900",
                 names[ti],
-                crate::spec::clip(cells[ti])
+                crate::core::text::clip(cells[ti])
             )
         })?;
         let count = |idx: usize| -> Result<u32, String> {
@@ -329,7 +332,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
                 format!(
                     "trace {origin} line {n}: column '{}' value '{}' is not a token count; use a whole number of 0 or more",
                     names[idx],
-                    crate::spec::clip(v)
+                    crate::core::text::clip(v)
                 )
             })
         };

@@ -3,7 +3,6 @@
 //! so strategies and targets can be compared without GPUs.
 
 pub mod cli;
-pub mod duration;
 pub mod engine;
 pub mod hpa;
 pub mod load;

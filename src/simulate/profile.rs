@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::strategy::Strategy;
+use crate::core::strategy::Strategy;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -112,7 +112,7 @@ pub fn load(name_or_path: &str) -> Result<Profile, String> {
     let text = std::fs::read_to_string(name_or_path).map_err(|e| {
         format!(
             "--profile {}: not a built-in profile ({}) and not a readable file: {e}",
-            crate::spec::clip(name_or_path),
+            crate::core::text::clip(name_or_path),
             built_in_names()
         )
     })?;

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use crate::strategy::Strategy;
+use crate::core::strategy::Strategy;
 
 /// One scrape of one pod.
 #[derive(Clone, Debug)]

@@ -50,7 +50,7 @@ pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, S
         names.iter().position(|n| *n == wanted).ok_or_else(|| {
             format!(
                 "signals {origin} line 1: no `{wanted}` column; the header must name t, trigger and value (found: {})",
-                crate::spec::clip(header)
+                crate::core::text::clip(header)
             )
         })
     };
@@ -70,7 +70,7 @@ pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, S
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
                 _ => Err(format!(
                     "signals {origin} line {n}: {what} '{}' is not a number of at least 0",
-                    crate::spec::clip(raw)
+                    crate::core::text::clip(raw)
                 )),
             }
         };
@@ -80,7 +80,7 @@ pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, S
         if !triggers.iter().any(|tr| tr == name) {
             return Err(format!(
                 "signals {origin} line {n}: trigger '{}' is not in the ScaledObject; its triggers are: {}",
-                crate::spec::clip(name),
+                crate::core::text::clip(name),
                 triggers.join(", ")
             ));
         }
@@ -192,10 +192,10 @@ pub fn run(cfg: &Config, signals: &Signals) -> Vec<Tick> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::strategy::{MetricType, Strategy};
     use crate::simulate::engine::Trigger;
     use crate::simulate::hpa::Behavior;
     use crate::simulate::profile;
-    use crate::strategy::{MetricType, Strategy};
 
     fn names() -> Vec<String> {
         vec!["queue".into(), "concurrency".into()]

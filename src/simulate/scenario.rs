@@ -10,13 +10,13 @@ use serde_json::Value;
 use super::engine::Trigger;
 use super::hpa::Behavior;
 use super::profile::Profile;
-use crate::isvc::{self, Isvc};
-use crate::plan::{self, Input};
+use crate::core::isvc::{self, Isvc};
+use crate::core::plan::{self, Input};
+use crate::core::settings::Settings;
+use crate::core::spec;
+use crate::core::strategy::{MetricType, Strategy};
 use crate::policy::Policy;
 use crate::scaling::Scaling;
-use crate::settings::Settings;
-use crate::spec;
-use crate::strategy::{MetricType, Strategy};
 
 /// What the planner generated, as the simulator needs it.
 #[derive(Clone, Debug)]

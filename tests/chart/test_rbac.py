@@ -19,7 +19,7 @@ JUSTIFIED_CONTROLLER = {
     # the owner's finalizers to set blockOwnerDeletion, which every generated object does.
     # It is an admission check on the apply, not a call of its own.
     ("serving.kserve.io", "inferenceservices/finalizers"): {"update"},
-    # The namespace-label cache (src/main.rs, `serve` only) lists and watches Namespaces for
+    # The namespace-label cache (src/cli/cluster.rs, `serve` only) lists and watches Namespaces for
     # label-selected policy rules; it is not part of the controller run the tests record.
     ("", "namespaces"): {"list", "watch"},
 }

@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-pub mod alerts;
-
 /// What a trigger scales on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(try_from = "String")]
@@ -135,7 +133,7 @@ impl TryFrom<String> for Strategy {
         Strategy::parse(&s).ok_or_else(|| {
             format!(
                 "unknown strategy '{}'; allowed: {}",
-                crate::spec::clip(&s),
+                crate::core::text::clip(&s),
                 Strategy::ALLOWED
             )
         })

@@ -5,7 +5,7 @@ pub fn parse(what: &str, text: &str) -> Result<f64, String> {
     let bad = || {
         format!(
             "{what}: '{}' is not a duration; use a number with a unit, e.g. 500ms, 90s, 15m, 2h, 1h30m (units: ms, s, m, h, d)",
-            crate::spec::clip(text)
+            crate::core::text::clip(text)
         )
     };
     let mut rest = text.trim();

@@ -215,8 +215,8 @@ fn secret_for(
                 not_after.to_string(),
             )])),
             labels: Some(BTreeMap::from([(
-                crate::plan::MANAGED_BY_LABEL.to_string(),
-                crate::plan::MANAGED_BY.to_string(),
+                crate::core::plan::MANAGED_BY_LABEL.to_string(),
+                crate::core::plan::MANAGED_BY.to_string(),
             )])),
             ..ObjectMeta::default()
         },
@@ -361,7 +361,7 @@ pub async fn publish_ca(
     // e.g. a switch to provided certificates, conflicts with this manager under server-side
     // apply until the field is removed or the apply forced).
     let params = PatchParams {
-        field_manager: Some(crate::reconcile::FIELD_MANAGER.to_string()),
+        field_manager: Some(crate::core::names::FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
     api.patch(

@@ -2,16 +2,6 @@
 //!
 //! # Entry point
 //!
-//! ```text
-//! pub async fn run(
-//!     client: kube::Client,
-//!     scaling: Arc<Scaling>,
-//!     opts: ControllerOptions,
-//!     metrics: Metrics,
-//!     ready: tokio::sync::watch::Sender<bool>,
-//! ) -> Result<(), Error>
-//! ```
-//!
 //! `run` never returns on its own except with [`Error::InvalidOptions`]; drop the future to
 //! stop it (watches and in-flight reconciles stop with it; the Lease is not released, so
 //! another replica takes over one lease duration later). Every replica runs it: all of them
@@ -78,6 +68,8 @@
 //! with `blockOwnerDeletion: true`. `create` on the generated kinds is needed because a
 //! server-side apply that creates an object is authorised as a create.
 
+mod apply;
+mod context;
 mod lease;
 mod ownership;
 mod readiness;
@@ -98,13 +90,15 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
+pub use apply::{INPUTS_HASH, contains, inputs_hash};
 pub use lease::{Elector, LeaseConfig, Round};
 pub use ownership::generated_for;
-pub use reconciler::{FIELD_MANAGER, INPUTS_HASH, backoff, contains, inputs_hash};
+pub use reconciler::backoff;
 
+use crate::core::names::FIELD_MANAGER;
+use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
+use crate::core::resources::{PodMonitor, PrometheusRule, ScaledObject, ServiceMonitor};
 use crate::metrics::Metrics;
-use crate::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, PlanError};
-use crate::resources::{PodMonitor, PrometheusRule, ScaledObject, ServiceMonitor};
 use crate::scaling::Scaling;
 
 /// How the controller runs. [`ControllerOptions::new`] gives the production defaults.
@@ -349,7 +343,7 @@ async fn follow(
                 instance: Some(opts.identity.clone()),
             },
         );
-        let ctx = Arc::new(reconciler::Context::new(
+        let ctx = Arc::new(context::Context::new(
             client.clone(),
             scaling.clone(),
             metrics.clone(),
@@ -371,7 +365,7 @@ async fn follow(
 async fn lead(
     client: Client,
     opts: &ControllerOptions,
-    ctx: Arc<reconciler::Context>,
+    ctx: Arc<context::Context>,
     ready: &watch::Sender<bool>,
 ) {
     let scopes: Vec<Option<String>> = if opts.namespaces.is_empty() {

@@ -8,16 +8,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::names;
-use crate::spec;
+use crate::core::names;
+use crate::core::spec;
+use crate::core::text;
 
 /// The label KServe puts on the pods and Services of an InferenceService.
-const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
+pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 
 pub const GROUP: &str = "serving.kserve.io";
 pub const VERSION: &str = "v1beta1";
 pub const API_VERSION: &str = "serving.kserve.io/v1beta1";
 pub const KIND: &str = "InferenceService";
+/// The annotation that picks KServe's autoscaler; `external` leaves scaling to KEDA.
+pub const AUTOSCALER_CLASS: &str = "serving.kserve.io/autoscalerClass";
 
 /// A field of the InferenceService has a type or value the planner cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,9 +48,6 @@ pub struct Predictor {
     pub max_replicas: Option<u32>,
     /// Arguments of the model container (model spec and any `kserve-container`).
     pub args: Vec<String>,
-    pub model_format: Option<String>,
-    /// The logger or batcher agent fronts the model server and takes over the Service port.
-    pub has_agent: bool,
     /// KServe-native autoscaling settings that `autoscalerClass: external` makes inert.
     pub ignored_scaling_fields: Vec<&'static str>,
     /// Annotation keys on `spec.predictor.annotations` (Knative reads some of them).
@@ -140,7 +140,7 @@ impl Isvc {
                 field,
                 format!(
                     "together make the predictor Deployment and Service name '{}' ({} characters), but KServe names the Service like the Deployment and a Service name has at most 63 characters; shorten the name by {} characters",
-                    spec::clip_to(&deployment, 80),
+                    text::clip_to(&deployment, 80),
                     deployment.len(),
                     deployment.len() - names::LABEL_MAX
                 ),
@@ -207,13 +207,6 @@ impl Predictor {
             min_replicas: replicas(p.get("minReplicas"), &field("minReplicas"))?,
             max_replicas: replicas(p.get("maxReplicas"), &field("maxReplicas"))?,
             args,
-            model_format: p
-                .pointer("/model/modelFormat/name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            has_agent: ["logger", "batcher"]
-                .iter()
-                .any(|k| p.get(*k).is_some_and(|v| !v.is_null())),
             ignored_scaling_fields: ignored,
             annotation_keys,
         })
@@ -287,7 +280,7 @@ pub fn describe(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("the string '{}'", spec::clip(s)),
+        Value::String(s) => format!("the string '{}'", text::clip(s)),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),
     }
@@ -321,7 +314,6 @@ mod tests {
         assert_eq!(v.predictor.min_replicas, Some(0));
         assert_eq!(v.predictor.max_replicas, Some(3));
         assert_eq!(v.predictor.args, vec!["--disable-log-stats", "--x"]);
-        assert!(v.predictor.has_agent);
         assert_eq!(v.predictor.ignored_scaling_fields, vec!["scaleMetric"]);
         assert_eq!(
             v.predictor.annotation_keys,

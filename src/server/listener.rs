@@ -1,5 +1,5 @@
-//! `serve`: runs the admission server (and, later in the sequence, the controller) until a
-//! shutdown signal, then drains.
+//! The HTTPS listener for the router: binds, serves with hot-reloaded certificates until a
+//! shutdown signal, then turns unready and drains. The controller is started by the caller.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

@@ -1,5 +1,5 @@
-//! Shared helpers for the black-box tests: AdmissionReview bodies, a TLS server on a random
-//! port, and a real HTTPS client that trusts only the test CA.
+//! The webhook served over TLS on a loopback port for black-box tests, and real HTTPS
+//! clients that trust only the test CA. The bodies to send are in `admission_review`.
 
 #![allow(dead_code)]
 
@@ -7,59 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
+use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::scaling::Scaling;
-use kserve_keda_webhook::serve::{self, CertFiles, ServeOptions};
+use kserve_keda_webhook::server::listener::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
-use kserve_keda_webhook::settings::Settings;
 use kserve_keda_webhook::tls;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
-
-pub fn isvc(name: &str, annotations: Option<Value>) -> Value {
-    let mut meta = json!({"name": name, "namespace": "llm"});
-    if let Some(a) = annotations {
-        meta["annotations"] = a;
-    }
-    json!({
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": meta,
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "storageUri": "hf://Qwen/Qwen2.5-0.5B-Instruct"}}}
-    })
-}
-
-pub fn review(operation: &str, object: &Value, old: Option<&Value>, dry_run: bool) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
-            "resource": {"group": "serving.kserve.io", "version": "v1beta1", "resource": "inferenceservices"},
-            "name": object["metadata"]["name"],
-            "namespace": "llm",
-            "operation": operation,
-            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
-            "object": object,
-            "oldObject": old.cloned().unwrap_or(Value::Null),
-            "dryRun": dry_run
-        }
-    })
-}
-
-/// Applies the response's base64 JSONPatch to `object`; `None` when there is no patch.
-pub fn apply_patch(response: &Value, object: &Value) -> Option<Value> {
-    let b64 = response["response"]["patch"].as_str()?;
-    assert_eq!(response["response"]["patchType"], "JSONPatch");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("patch is base64");
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("patch is JSON Patch");
-    let mut doc = object.clone();
-    json_patch::patch(&mut doc, &patch).expect("patch applies to the original object");
-    Some(doc)
-}
 
 pub struct TestServer {
     pub url: String,
@@ -102,7 +56,7 @@ impl TestServer {
         )
         .unwrap();
         let (cert, key, _) = tls::write_dir(dir.path(), &issued).unwrap();
-        let listener = serve::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = AppState::with_scaling(scaling, Readiness::new(false));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -119,7 +73,7 @@ impl TestServer {
         };
         let task_state = state.clone();
         let task = tokio::spawn(async move {
-            serve::run(opts, task_state, async {
+            listener::run(opts, task_state, async {
                 let _ = stopped.await;
             })
             .await

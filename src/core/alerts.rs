@@ -1,8 +1,8 @@
 //! Alerting rules that tell a platform team why a model does not scale. Every expression reads
 //! the same exact selection as the triggers, plus kube-state-metrics' view of the Deployment.
 
-use super::{MetricType, Runtime, Scope, Strategy, query, quote, server_metric};
-use crate::plan::AUTOSCALER_CLASS as AUTOSCALER;
+use crate::core::isvc::AUTOSCALER_CLASS as AUTOSCALER;
+use crate::core::strategy::{MetricType, Runtime, Scope, Strategy, query, quote, server_metric};
 
 /// How long the scaling signal may be missing while the model runs before it is reported:
 /// long enough for a new pod's first scrapes.

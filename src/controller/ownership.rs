@@ -4,8 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::isvc;
-use crate::plan::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::core::isvc;
+use crate::core::plan::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Whether `meta` carries the managed-by label with this product's value.
 fn labelled(meta: &ObjectMeta) -> bool {
@@ -39,6 +39,44 @@ pub fn generated_for_predecessor(meta: &ObjectMeta, name: &str) -> bool {
         .as_ref()
         .and_then(|rs| rs.iter().find(|r| r.controller == Some(true)));
     labelled(meta) && owner.is_some_and(|r| r.kind == isvc::KIND && r.name == name)
+}
+
+/// Of the objects of one kind labelled for an InferenceService, those this reconcile
+/// deletes: generated for `uid` and not the one the plan wants (`wanted`: its name, if the
+/// plan wants one of this kind). Anything not generated for `uid` is a person's object, or
+/// a predecessor's that garbage collection removes, and is never deleted here.
+pub fn stale<'a>(
+    existing: impl IntoIterator<Item = &'a ObjectMeta>,
+    uid: &str,
+    wanted: Option<&str>,
+) -> Vec<&'a ObjectMeta> {
+    existing
+        .into_iter()
+        .filter(|m| generated_for(m, uid))
+        .filter(|m| wanted != Some(m.name.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// Whose the live object with a planned name is, which decides whether it may be
+/// overwritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Generated for this InferenceService: apply over it.
+    Ours,
+    /// Generated for an earlier InferenceService of the same name: wait for the collector.
+    Predecessor,
+    /// Anyone else's: never written, reported as a conflict.
+    Foreign,
+}
+
+pub fn claim(meta: &ObjectMeta, uid: &str, isvc_name: &str) -> Claim {
+    if generated_for(meta, uid) {
+        Claim::Ours
+    } else if generated_for_predecessor(meta, isvc_name) {
+        Claim::Predecessor
+    } else {
+        Claim::Foreign
+    }
 }
 
 #[cfg(test)]
@@ -189,5 +227,112 @@ mod tests {
             controller_uid(&meta(OURS, vec![owner(KIND, "a", "u1", None)])),
             None
         );
+    }
+
+    fn named(name: &str, m: ObjectMeta) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            ..m
+        }
+    }
+
+    #[test]
+    fn stale_objects_are_ours_and_not_the_planned_one() {
+        let ours = |name| named(name, meta(OURS, vec![owner(KIND, "m", "u1", Some(true))]));
+        // (what, labelled objects listed, planned name, names deleted)
+        type Case = (
+            &'static str,
+            Vec<ObjectMeta>,
+            Option<&'static str>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            ("nothing listed", vec![], Some("m"), vec![]),
+            (
+                "the planned object is kept",
+                vec![ours("m")],
+                Some("m"),
+                vec![],
+            ),
+            (
+                "a renamed object goes",
+                vec![ours("old")],
+                Some("m"),
+                vec!["old"],
+            ),
+            (
+                "kind no longer planned: all of ours go",
+                vec![ours("a"), ours("b")],
+                None,
+                vec!["a", "b"],
+            ),
+            (
+                "a person's object with our label but no owner stays",
+                vec![named("x", meta(OURS, vec![]))],
+                None,
+                vec![],
+            ),
+            (
+                "a copy owned by another InferenceService stays",
+                vec![named(
+                    "x",
+                    meta(OURS, vec![owner(KIND, "m", "u2", Some(true))]),
+                )],
+                None,
+                vec![],
+            ),
+            (
+                "a predecessor's object stays for the collector",
+                vec![named(
+                    "m",
+                    meta(OURS, vec![owner(KIND, "m", "old", Some(true))]),
+                )],
+                Some("n"),
+                vec![],
+            ),
+            (
+                "an unnamed object of ours goes when nothing is planned",
+                vec![meta(OURS, vec![owner(KIND, "m", "u1", Some(true))])],
+                None,
+                vec![""],
+            ),
+        ];
+        for (what, existing, wanted, gone) in cases {
+            let got: Vec<&str> = stale(&existing, "u1", wanted)
+                .into_iter()
+                .map(|m| m.name.as_deref().unwrap_or_default())
+                .collect();
+            assert_eq!(got, gone, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_claim_is_ours_a_predecessors_or_foreign() {
+        let cases: Vec<(&str, ObjectMeta, Claim)> = vec![
+            (
+                "ours",
+                meta(OURS, vec![owner(KIND, "m", "u1", Some(true))]),
+                Claim::Ours,
+            ),
+            (
+                "same name, old uid",
+                meta(OURS, vec![owner(KIND, "m", "old", Some(true))]),
+                Claim::Predecessor,
+            ),
+            (
+                "another InferenceService's",
+                meta(OURS, vec![owner(KIND, "n", "u2", Some(true))]),
+                Claim::Foreign,
+            ),
+            (
+                "unlabelled, our uid",
+                meta(None, vec![owner(KIND, "m", "u1", Some(true))]),
+                Claim::Foreign,
+            ),
+            ("no owner", meta(OURS, vec![]), Claim::Foreign),
+        ];
+        for (what, m, want) in cases {
+            assert_eq!(claim(&m, "u1", "m"), want, "{what}");
+        }
     }
 }

@@ -2,6 +2,10 @@
 
 use sha2::{Digest, Sha256};
 
+/// The field manager of every write, so server-side apply attributes all generated fields
+/// to this product.
+pub const FIELD_MANAGER: &str = "kserve-keda-webhook";
+
 /// KEDA names the HPA it creates `keda-hpa-<scaledobject>`, and that must fit in 63 characters.
 pub const SCALED_OBJECT_MAX: usize = 54;
 /// Monitor names end up in Prometheus job names and label values, which stay within 63.
@@ -45,7 +49,7 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > LABEL_MAX || !label_chars(s) {
         return Err(format!(
             "'{}' is not a DNS-1123 label: use 1 to {LABEL_MAX} lowercase letters, digits or '-', starting and ending with a letter or digit",
-            crate::spec::clip(s)
+            crate::core::text::clip(s)
         ));
     }
     Ok(())
@@ -57,7 +61,7 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > SUBDOMAIN_MAX || !s.split('.').all(label_chars) {
         return Err(format!(
             "'{}' is not a DNS-1123 subdomain: use 1 to {SUBDOMAIN_MAX} characters of lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit",
-            crate::spec::clip(s)
+            crate::core::text::clip(s)
         ));
     }
     Ok(())
@@ -71,7 +75,7 @@ pub fn kserve_name(s: &str, max: usize) -> Result<(), String> {
     if s.is_empty() || s.len() > max || !starts_with_letter || !label_chars(s) {
         return Err(format!(
             "'{}' is not allowed: use 1 to {max} lowercase letters, digits or '-', starting with a letter and ending with a letter or digit",
-            crate::spec::clip(s)
+            crate::core::text::clip(s)
         ));
     }
     Ok(())
@@ -86,12 +90,12 @@ pub fn label_key(s: &str) -> Result<(), String> {
     };
     if let Some(p) = prefix {
         dns1123_subdomain(p)
-            .map_err(|e| format!("the prefix of key '{}': {e}", crate::spec::clip(s)))?;
+            .map_err(|e| format!("the prefix of key '{}': {e}", crate::core::text::clip(s)))?;
     }
     if !qualified_name(name) {
         return Err(format!(
             "'{}' is not a label key: after an optional DNS-subdomain prefix and '/', use 1 to {LABEL_MAX} letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
-            crate::spec::clip(s)
+            crate::core::text::clip(s)
         ));
     }
     Ok(())
@@ -103,7 +107,7 @@ pub fn label_value(s: &str) -> Result<(), String> {
     if !s.is_empty() && !qualified_name(s) {
         return Err(format!(
             "'{}' is not a label value: use at most {LABEL_MAX} letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
-            crate::spec::clip(s)
+            crate::core::text::clip(s)
         ));
     }
     Ok(())

@@ -1,13 +1,15 @@
 //! Cluster-wide defaults the planner falls back to when an annotation is absent.
 //!
-//! These are the knobs a platform team sets (flags today, a policy file later). Keeping them in
-//! one plain struct is what lets `plan` stay a pure function of (InferenceService, Settings).
+//! These are the knobs a platform team sets, by flags and by the policy file's defaults (the
+//! policy resolves a `Settings` per namespace). Keeping them in one plain struct is what lets
+//! `plan` stay a pure function of (InferenceService, Settings).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::strategy::Strategy;
+use crate::core::spec::MonitorKind;
+use crate::core::strategy::Strategy;
 
 /// The raw-mode value written into `serving.kserve.io/deploymentMode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -55,39 +57,40 @@ impl FromStr for RawMode {
     }
 }
 
-/// Which prometheus-operator object scrapes the predictor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub enum MonitorKind {
-    #[default]
-    ServiceMonitor,
-    PodMonitor,
-    None,
+/// Kind of the KEDA object holding Prometheus credentials, spelled as KEDA spells it (in the
+/// policy file and on the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub enum TriggerAuthKind {
+    TriggerAuthentication,
+    ClusterTriggerAuthentication,
 }
 
-impl TryFrom<String> for MonitorKind {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        MonitorKind::parse(&s).ok_or_else(|| {
-            format!(
-                "monitor '{}' is not allowed; use {}",
-                crate::spec::clip(&s),
-                MonitorKind::ALLOWED
-            )
-        })
+impl TriggerAuthKind {
+    pub const ALL: [TriggerAuthKind; 2] = [
+        TriggerAuthKind::TriggerAuthentication,
+        TriggerAuthKind::ClusterTriggerAuthentication,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerAuthKind::TriggerAuthentication => "TriggerAuthentication",
+            TriggerAuthKind::ClusterTriggerAuthentication => "ClusterTriggerAuthentication",
+        }
     }
 }
 
-impl MonitorKind {
-    pub const ALLOWED: &'static str = "servicemonitor, podmonitor, none";
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "servicemonitor" => Some(MonitorKind::ServiceMonitor),
-            "podmonitor" => Some(MonitorKind::PodMonitor),
-            "none" => Some(MonitorKind::None),
-            _ => None,
-        }
+impl FromStr for TriggerAuthKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TriggerAuthKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not a trigger authentication kind; allowed: TriggerAuthentication, ClusterTriggerAuthentication",
+                    crate::core::text::clip(s)
+                )
+            })
     }
 }
 
@@ -108,7 +111,7 @@ pub const AUTH_MODES: [&str; 6] = ["apiKey", "basic", "tls", "bearer", "custom",
 /// and at most one of `bearer`, `basic` and `oauth`, which KEDA treats as exclusive. A bad
 /// list would otherwise reach the ScaledObject and fail only when KEDA first queries.
 pub fn check_auth_modes(modes: &str) -> Result<(), String> {
-    let shown = crate::spec::clip(modes);
+    let shown = crate::core::text::clip(modes);
     let list: Vec<&str> = modes.split(',').map(str::trim).collect();
     if list.iter().any(|m| m.is_empty()) {
         return Err(format!(
@@ -120,7 +123,7 @@ pub fn check_auth_modes(modes: &str) -> Result<(), String> {
         if !AUTH_MODES.contains(m) {
             return Err(format!(
                 "'{}' is not a KEDA authMode; allowed: {}",
-                crate::spec::clip(m),
+                crate::core::text::clip(m),
                 AUTH_MODES.join(", ")
             ));
         }

@@ -7,22 +7,23 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::isvc::{FieldError, Isvc};
-use crate::names;
-use crate::resources::{
+use crate::core::alerts::{self, Alert};
+use crate::core::isvc::{FieldError, Isvc};
+use crate::core::names;
+use crate::core::resources::{
     AuthenticationRef, Endpoint, Monitor, NamespaceSelector, PodMetricsEndpoint, PodMonitor,
     PodMonitorSpec, PrometheusRule, PrometheusRuleSpec, Rule, RuleGroup, ScaleTargetRef,
     ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor, ServiceMonitorSpec,
 };
-use crate::settings::{MonitorKind, Settings};
-use crate::spec::{self, AnnotationError, ScalingSpec, keys};
-use crate::strategy::alerts::{self, Alert};
-use crate::strategy::{self, MetricType, Scope, Strategy, Unsupported};
+use crate::core::settings::Settings;
+use crate::core::spec::{self, AnnotationError, MonitorKind, ScalingSpec, keys};
+use crate::core::strategy::{self, MetricType, Scope, Strategy, Unsupported};
+use crate::core::text;
 
 pub const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
-pub const AUTOSCALER_CLASS: &str = "serving.kserve.io/autoscalerClass";
+pub use crate::core::isvc::AUTOSCALER_CLASS;
 pub const EXTERNAL: &str = "external";
-pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
+pub use crate::core::isvc::ISVC_LABEL;
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "kserve-keda-webhook";
 const RAW_MODES: [&str; 2] = ["RawDeployment", "Standard"];
@@ -192,7 +193,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
             };
             return Err(PlanError::Conflict {
                 key: AUTOSCALER_CLASS,
-                value: spec::clip(other),
+                value: text::clip(other),
                 prefix: prefix.to_string(),
                 why: format!(
                     "{why}; remove the annotation or set it to '{EXTERNAL}' (the webhook sets '{EXTERNAL}' itself)"
@@ -286,7 +287,7 @@ fn deployment_mode(input: Input<'_>, settings: &Settings) -> Result<Option<Strin
     {
         return Err(PlanError::Conflict {
             key: DEPLOYMENT_MODE,
-            value: spec::clip(value),
+            value: text::clip(value),
             prefix,
             why: "KEDA can only scale a raw (Standard) Deployment and this mode runs the model elsewhere (Knative revisions or ModelMesh); remove the annotation (the webhook sets raw mode) or set RawDeployment or Standard".into(),
         });
@@ -306,7 +307,7 @@ fn deployment_mode(input: Input<'_>, settings: &Settings) -> Result<Option<Strin
         }
         Some(old_mode) => Err(PlanError::FrozenMode {
             name: isvc.name.clone(),
-            mode: spec::clip(old_mode),
+            mode: text::clip(old_mode),
             prefix,
         }),
         None => match old.status_deployment_mode.as_deref() {
@@ -315,7 +316,7 @@ fn deployment_mode(input: Input<'_>, settings: &Settings) -> Result<Option<Strin
             Some(m) if RAW_MODES.contains(&m) => Ok(None),
             Some(m) => Err(PlanError::FrozenMode {
                 name: isvc.name.clone(),
-                mode: spec::clip(m),
+                mode: text::clip(m),
                 prefix,
             }),
             None => Err(PlanError::FrozenMode {
@@ -663,7 +664,7 @@ fn listing(before: &str, items: &[String], after: &str) -> String {
     let mut list = String::new();
     let mut shown = 0;
     for item in items {
-        let item = spec::clip(item);
+        let item = text::clip(item);
         let sep = if shown == 0 { "" } else { ", " };
         if list.len() + sep.len() + item.len() > budget {
             break;

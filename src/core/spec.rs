@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::settings::MonitorKind;
-use crate::strategy::{MetricType, Runtime, Strategy};
+use crate::core::strategy::{MetricType, Runtime, Strategy};
+use crate::core::text::{clip, clip_to};
 
 /// One annotation has a value the product cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -11,6 +11,42 @@ use crate::strategy::{MetricType, Runtime, Strategy};
 pub struct AnnotationError {
     pub key: String,
     pub problem: String,
+}
+
+/// Which prometheus-operator object scrapes the predictor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum MonitorKind {
+    #[default]
+    ServiceMonitor,
+    PodMonitor,
+    None,
+}
+
+impl TryFrom<String> for MonitorKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        MonitorKind::parse(&s).ok_or_else(|| {
+            format!(
+                "monitor '{}' is not allowed; use {}",
+                crate::core::text::clip(&s),
+                MonitorKind::ALLOWED
+            )
+        })
+    }
+}
+
+impl MonitorKind {
+    pub const ALLOWED: &'static str = "servicemonitor, podmonitor, none";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "servicemonitor" => Some(MonitorKind::ServiceMonitor),
+            "podmonitor" => Some(MonitorKind::PodMonitor),
+            "none" => Some(MonitorKind::None),
+            _ => None,
+        }
+    }
 }
 
 /// Annotation names under the prefix. Inputs are what users write; records are what the
@@ -103,29 +139,6 @@ pub const MIN_TARGET: f64 = 0.001;
 /// The largest target: the HPA computes in int64 milli-units (at most about 9.2e15 whole
 /// units); this round bound stays below that and is exact as a float.
 pub const MAX_TARGET: f64 = 9e15;
-
-/// Shortens a user value for an error message so a huge annotation cannot flood a response.
-pub fn clip(s: &str) -> String {
-    clip_to(s, 64)
-}
-
-/// `s` cut to `max` characters, with `...` when something was cut. Control characters are
-/// escaped (`\n`, `\u{1b}`), so a value can never break a message or a log line apart.
-pub fn clip_to(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (shown, c) in s.chars().enumerate() {
-        if shown == max {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// The annotations under `prefix/` that are requests (not records written back by us).
 pub fn input_keys<'a>(
@@ -524,7 +537,7 @@ pub fn check_url(value: &str) -> Result<(), String> {
     };
     let v6 = authority.starts_with('[');
     let host_ok = !host.is_empty()
-        && host.len() <= crate::names::SUBDOMAIN_MAX
+        && host.len() <= crate::core::names::SUBDOMAIN_MAX
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || (v6 && c == ':'));

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
-use crate::settings::{AuthRef, RawMode};
+use crate::core::settings::{AuthRef, RawMode};
 
 fn isvc(annotations: &[(&str, &str)], predictor: serde_json::Value) -> Isvc {
     let meta = ObjectMeta {

@@ -1,0 +1,146 @@
+//! What the controller keeps between reconciles during one leadership term: the clients,
+//! the failure counts behind the backoff, what was already reported, the managed-objects
+//! gauge, and publishing events.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kube::core::DynamicObject;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource};
+
+use super::Kind;
+use super::reconciler::isvc_resource;
+use crate::core::text;
+use crate::metrics::{KindLabels, Metrics};
+use crate::scaling::Scaling;
+
+/// What one reconcile needs; one per leadership term, so nothing stale survives a handover.
+pub struct Context {
+    pub client: Client,
+    pub scaling: Arc<Scaling>,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub resync: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    /// Consecutive failures per object (namespace/name), for the backoff.
+    pub failures: HashMap<String, u32>,
+    /// What was last reported per (uid, reason), so an unchanged problem is not re-reported
+    /// on every retry or status update.
+    reported: HashMap<(String, &'static str), u64>,
+    /// Generated objects per InferenceService uid, for the `managed_objects` gauge.
+    managed: HashMap<String, Vec<Kind>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        scaling: Arc<Scaling>,
+        metrics: Metrics,
+        recorder: Recorder,
+        opts: &super::ControllerOptions,
+    ) -> Context {
+        Context {
+            client,
+            scaling,
+            metrics,
+            recorder,
+            resync: opts.resync,
+            retry_base: opts.retry_base,
+            retry_max: opts.retry_max,
+            timeout: opts.reconcile_timeout,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves only counters behind; keep going with them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets InferenceServices that are gone, and recomputes the gauge.
+    pub fn retain_managed(&self, alive: &dyn Fn(&str) -> bool) {
+        let mut st = self.state();
+        st.managed.retain(|uid, _| alive(uid));
+        st.reported.retain(|(uid, _), _| alive(uid));
+        self.publish_gauge(&st);
+    }
+
+    /// A replica that no longer leads manages nothing.
+    pub fn clear_managed(&self) {
+        let mut st = self.state();
+        st.managed.clear();
+        self.publish_gauge(&st);
+    }
+
+    pub(super) fn set_managed(&self, uid: &str, kinds: Vec<Kind>) {
+        let mut st = self.state();
+        if kinds.is_empty() {
+            st.managed.remove(uid);
+        } else {
+            st.managed.insert(uid.to_string(), kinds);
+        }
+        self.publish_gauge(&st);
+    }
+
+    fn publish_gauge(&self, st: &State) {
+        for kind in Kind::ALL {
+            let n = st.managed.values().filter(|ks| ks.contains(&kind)).count();
+            self.metrics
+                .managed_objects
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Whether `note` is news for (uid, reason); records it as reported.
+    pub(super) fn is_news(&self, uid: &str, reason: &'static str, note: &str) -> bool {
+        let mut h = DefaultHasher::new();
+        note.hash(&mut h);
+        let digest = h.finish();
+        let mut st = self.state();
+        st.reported.insert((uid.to_string(), reason), digest) != Some(digest)
+    }
+
+    pub(super) fn forget_reported(&self, uid: &str, reasons: &[&'static str]) {
+        let mut st = self.state();
+        for r in reasons {
+            st.reported.remove(&(uid.to_string(), *r));
+        }
+    }
+
+    /// Publishes an event; a failure to publish never fails the reconcile.
+    pub(super) async fn event(
+        &self,
+        obj: &DynamicObject,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let reference = obj.object_ref(&isvc_resource());
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            // The Events API caps notes at 1 kB.
+            note: Some(text::cut_bytes(note, 1000)),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        match tokio::time::timeout(self.timeout, self.recorder.publish(&ev, &reference)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, reason, "could not publish event"),
+            Err(_) => tracing::warn!(reason, "publishing an event timed out"),
+        }
+    }
+}

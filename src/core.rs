@@ -1,0 +1,16 @@
+//! The pure planning model: everything the product decides, with no I/O, no clock and no
+//! randomness, so the webhook, the controller and `render` can never disagree.
+//!
+//! Imports inside the core run one way: `text` <- `names` <- `strategy` <- `spec`,
+//! `settings` <- `isvc` <- `plan`; `resources` and `patch` are leaf data types.
+
+pub mod alerts;
+pub mod isvc;
+pub mod names;
+pub mod patch;
+pub mod plan;
+pub mod resources;
+pub mod settings;
+pub mod spec;
+pub mod strategy;
+pub mod text;
