@@ -8,6 +8,7 @@ metrics to flow (scripts/e2e starts them; see its header for the environment it 
     prometheus_query(q)                      instant query on the real Prometheus
     prometheus_value(q)                      the single value of a query, or None
     active_targets(namespace)                Prometheus' active targets of that namespace
+    rule_groups()                            the rule groups Prometheus has loaded
 
 Values for set_pod_metrics (e2e/model_servers.py): runtime (vllm, sglang, tgi), model,
 running, waiting, kv_cache, generation_tokens_per_second, prompt_tokens_per_second,
@@ -131,6 +132,11 @@ def prometheus_value(query: str) -> float | None:
 def active_targets(namespace: str) -> list[dict[str, Any]]:
     res = _http("GET", f"{PROMETHEUS_URL}/api/v1/targets?state=active")
     return [t for t in res["data"]["activeTargets"] if t["labels"].get("namespace") == namespace]
+
+
+def rule_groups() -> list[dict[str, Any]]:
+    res = _http("GET", f"{PROMETHEUS_URL}/api/v1/rules")
+    return res["data"]["groups"]
 
 
 def histogram_quantile(q: float, bounds: list[float], observations: list[tuple[float, float]]) -> float:

@@ -19,6 +19,7 @@ from metrics import (
     prometheus_value,
     requires_pod_network,
     reset_pod_metrics,
+    rule_groups,
     set_pod_metrics,
     wait_for_pods_running,
 )
@@ -142,6 +143,27 @@ def test_service_monitor_scrapes_the_model_server_when_the_service_targets_the_a
     wait_close(query, 7, 0, "queue through the agent's Service")
     (target,) = active_targets(ns)
     assert target["scrapeUrl"] == f"http://{ip}:8080/metrics", target
+
+
+def test_generated_alerts_load_and_evaluate_in_prometheus(running_ns: str) -> None:
+    """The PrometheusRule beside the monitor reaches Prometheus through prometheus-operator's
+    rule files, loads, and every rule evaluates without error."""
+    ns = running_ns
+    apply(annotated("llm", ns, "tokens,ttft,kv-cache", 1))
+    rule = must_get("prometheusrule", "llm-predictor", ns)
+    (group,) = rule["spec"]["groups"]
+    wanted = [r["alert"] for r in group["rules"]]
+
+    def loaded() -> dict[str, Any] | None:
+        for g in rule_groups():
+            if g["name"] == group["name"] and f"/{ns}-llm-predictor-" in g["file"]:
+                evaluated = all(r.get("lastEvaluation", "").startswith("20") for r in g["rules"])
+                return g if evaluated else None
+        return None
+
+    found = wait(f"rule group {group['name']} of {ns} loaded and evaluated", loaded, timeout=150, every=1)
+    assert [r["name"] for r in found["rules"]] == wanted
+    assert all(r["health"] == "ok" and not r.get("lastError") for r in found["rules"]), found["rules"]
 
 
 def sum_of(values: list[float]) -> float:
