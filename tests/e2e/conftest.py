@@ -53,6 +53,15 @@ def ns() -> Any:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def running_ns(ns: str) -> str:
+    """A fresh namespace whose pods the kubelet stand-in reports Running with a pod IP."""
+    import metrics
+
+    metrics.label_running(ns)
+    return ns
+
+
 def isvc(
     name: str,
     namespace: str,
