@@ -15,6 +15,7 @@ use super::{Error, Kind};
 use crate::core::names::FIELD_MANAGER;
 use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
 use crate::core::resources::Monitor;
+use crate::core::spec::keys;
 
 /// Annotation key (under the prefix) on generated objects: hash of the planned object.
 pub const INPUTS_HASH: &str = "inputs-hash";
@@ -27,15 +28,32 @@ pub(super) struct Desired {
     body: Value,
 }
 
+/// `generation`: the InferenceService's `metadata.generation`, recorded on the ScaledObject as
+/// `<prefix>/observed-generation`. The record lives there and not on the InferenceService:
+/// KServe copies the InferenceService's annotations into the predictor's pod template, so
+/// every write of a record there would restart the model servers.
 pub(super) fn desired_objects(
     planned: &Plan,
     owner: &OwnerReference,
     prefix: &str,
+    generation: Option<i64>,
 ) -> Result<Vec<Desired>, Error> {
     let mut out = Vec::new();
     if let Some(so) = &planned.scaled_object {
         let body = serde_json::to_value(so).map_err(Error::Serialize)?;
-        out.push(finish(Kind::ScaledObject, body, owner, prefix));
+        let mut so = finish(Kind::ScaledObject, body, owner, prefix);
+        if let (Some(g), Some(annotations)) = (
+            generation,
+            so.body
+                .pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut),
+        ) {
+            annotations.insert(
+                format!("{prefix}/{}", keys::OBSERVED_GENERATION),
+                json!(g.to_string()),
+            );
+        }
+        out.push(so);
     }
     match &planned.monitor {
         Some(m @ Monitor::Service(_)) => {

@@ -3,10 +3,17 @@
 //! ScaledObject only, and people look at their InferenceService; the reconciler repeats KEDA's
 //! verdict there as an Event.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 /// The Event reason for a ScaledObject that KEDA reports as not ready.
 pub const REASON: &str = "ScaledObjectNotReady";
+
+/// How long the same problem stays reported before it is repeated. KEDA's ScaledObject
+/// controller sets `Ready` back to True whenever it reconciles, and its scale loop sets it to
+/// False again at the next failing poll, so the condition flaps while a trigger fails.
+pub const REPEAT_AFTER: Duration = Duration::from_secs(600);
 
 /// What is wrong with the ScaledObject, from its `status`, or `None` when it is ready or KEDA
 /// has not judged it yet.

@@ -166,7 +166,7 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    let desired = desired_objects(&planned, &owner, prefix)?;
+    let desired = desired_objects(&planned, &owner, prefix, obj.metadata.generation)?;
     let outcome = sync_objects(ctx, obj, &ns, &isvc.name, &uid, &desired).await?;
 
     report_warnings(ctx, obj, &uid, &planned).await;
@@ -184,17 +184,6 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
             .await;
     }
 
-    let observed_key = format!("{prefix}/{}", keys::OBSERVED_GENERATION);
-    let observed = isvc.annotations.get(&observed_key);
-    let target = if wants {
-        obj.metadata.generation.map(|g| g.to_string())
-    } else {
-        None
-    };
-    if observed != target.as_ref() {
-        let change = BTreeMap::from([(observed_key, target)]);
-        patch_annotations(&isvc_api, &isvc.name, &change).await?;
-    }
     ctx.set_managed(&uid, outcome.present);
     ctx.forget_reported(&uid, &Error::REASONS);
     Ok(Action::requeue(ctx.resync))
@@ -208,20 +197,19 @@ fn configured_note(planned: &Plan, outcome: &Outcome) -> String {
     )
 }
 
-/// KEDA's verdict on the ScaledObject, repeated on the InferenceService once per distinct
-/// problem; a recovery makes the next failure news again.
+/// KEDA's verdict on the ScaledObject, repeated on the InferenceService: a new problem at
+/// once, the same one again only after `readiness::REPEAT_AFTER` (KEDA flips `Ready` back to
+/// True at each of its reconciles while a trigger keeps failing, so "ready again" is no sign
+/// that the problem is over).
 async fn report_readiness(ctx: &Context, obj: &DynamicObject, uid: &str, outcome: &Outcome) {
     let Some(name) = &outcome.scaled_object else {
         return;
     };
-    match readiness::problem(name, outcome.scaled_object_status.as_ref()) {
-        Some(note) => {
-            if ctx.is_news(uid, readiness::REASON, &note) {
-                ctx.event(obj, EventType::Warning, readiness::REASON, note)
-                    .await;
-            }
-        }
-        None => ctx.forget_reported(uid, &[readiness::REASON]),
+    if let Some(note) = readiness::problem(name, outcome.scaled_object_status.as_ref())
+        && ctx.is_news_within(uid, readiness::REASON, &note, Some(readiness::REPEAT_AFTER))
+    {
+        ctx.event(obj, EventType::Warning, readiness::REASON, note)
+            .await;
     }
 }
 async fn report_warnings(ctx: &Context, obj: &DynamicObject, uid: &str, planned: &Plan) {

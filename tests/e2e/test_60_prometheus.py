@@ -42,21 +42,16 @@ def annotated(name: str, ns: str, strategy: str, replicas: int, **extra: str) ->
 
 
 def running_pods(ns: str, name: str, n: int) -> list[dict[str, Any]]:
-    """The predictor's `n` pods once they are the settled ones. KServe copies the
-    InferenceService's annotations into the pod template, so the controller's
-    `scaling.io/observed-generation` rolls the predictor once more; values set on pods before
-    that would go with them. KServe leaves the replica count of an externally scaled
+    """The predictor's `n` pods. KServe leaves the replica count of an externally scaled
     Deployment alone and KEDA's HPA would raise it to the minimum only on its next sync, so
-    the test sets it as the HPA would."""
+    the test sets it as the HPA would. Once the controller has applied the ScaledObject, the
+    pod template is final: the controller writes nothing on the InferenceService, whose
+    annotations KServe copies into the template."""
 
     deployment = f"{name}-predictor"
-
-    def observed() -> bool:
-        generation = str(must_get("inferenceservice", name, ns)["metadata"]["generation"])
-        template = must_get("deployment", deployment, ns)["spec"]["template"]["metadata"]
-        return (template.get("annotations") or {}).get("scaling.io/observed-generation") == generation
-
-    wait(f"the controller's record in the pod template of {ns}/{deployment}", observed, timeout=120)
+    must_get("scaledobject", deployment, ns, timeout=120)
+    template = must_get("deployment", deployment, ns)["spec"]["template"]["metadata"]
+    assert "scaling.io/observed-generation" not in (template.get("annotations") or {}), template
     kubectl("-n", ns, "scale", f"deployment/{deployment}", f"--replicas={n}")
     return wait_for_pods_running(
         ns, f"serving.kserve.io/inferenceservice={name},component=predictor", n, deployment=deployment
