@@ -4,6 +4,9 @@ module proxy serves and adapted to processes on 127.0.0.1 (no Service, no Pod ca
     upstream.py kserve --src DIR --ca FILE --kserve-port N   ConfigMap + webhook configurations
     upstream.py kserve-runtimes --src DIR                    the ClusterServingRuntimes used
     upstream.py keda --src DIR --ca FILE --keda-port N       KEDA's webhook configuration
+    upstream.py keda-metrics-apiserver --src DIR --ca FILE --adapter-ip IP --adapter-port N
+                                                             KEDA's APIService, its Service
+                                                             and an EndpointSlice to the adapter
 
 Prints YAML on stdout. Nothing upstream is copied into the repository: the files are read at
 run time from the pinned module versions.
@@ -72,18 +75,60 @@ def keda(src: pathlib.Path, ca: bytes, port: int) -> list[dict[str, Any]]:
     return by_url(load_all(src / "keda/config/webhooks/validation_webhooks.yaml"), port, ca)
 
 
+def keda_metrics_apiserver(src: pathlib.Path, ca: bytes, ip: str, port: int) -> list[dict[str, Any]]:
+    """The external metrics APIService as KEDA ships it, served by the adapter at `ip`:`port`.
+
+    The Service loses its selector, because no adapter Pod exists for the EndpointSlice
+    controller to find; the EndpointSlice written here names the adapter's address instead, and
+    the apiserver (with --enable-aggregator-routing) dials it directly. The apiserver checks the
+    adapter's certificate for `<service>.<namespace>.svc` against `ca`.
+    """
+    folder = src / "keda/config/metrics-server"
+    (service,) = load_all(folder / "service.yaml")
+    (apiservice,) = load_all(folder / "api_service.yaml")
+    service["spec"].pop("selector", None)
+    https = next(p for p in service["spec"]["ports"] if p["name"] == "https")
+    https["targetPort"] = port
+    service["spec"]["ports"] = [https]
+    meta = service["metadata"]
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{meta['name']}-adapter",
+            "namespace": meta["namespace"],
+            "labels": {
+                "kubernetes.io/service-name": meta["name"],
+                "endpointslice.kubernetes.io/managed-by": "e2e.kserve-keda-webhook",
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+    }
+    spec = apiservice["spec"]
+    spec.pop("insecureSkipTLSVerify", None)
+    spec["caBundle"] = base64.b64encode(ca).decode()
+    spec["service"]["port"] = https["port"]
+    return [service, endpoints, apiservice]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["kserve", "kserve-runtimes", "keda"])
+    parser.add_argument("what", choices=["kserve", "kserve-runtimes", "keda", "keda-metrics-apiserver"])
     parser.add_argument("--src", type=pathlib.Path, required=True)
     parser.add_argument("--ca", type=pathlib.Path)
     parser.add_argument("--kserve-port", type=int)
     parser.add_argument("--keda-port", type=int)
+    parser.add_argument("--adapter-ip")
+    parser.add_argument("--adapter-port", type=int)
     args = parser.parse_args(argv)
     if args.what == "kserve":
         docs = kserve(args.src, args.ca.read_bytes(), args.kserve_port)
     elif args.what == "keda":
         docs = keda(args.src, args.ca.read_bytes(), args.keda_port)
+    elif args.what == "keda-metrics-apiserver":
+        docs = keda_metrics_apiserver(args.src, args.ca.read_bytes(), args.adapter_ip, args.adapter_port)
     else:
         docs = kserve_runtimes(args.src)
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)

@@ -24,8 +24,10 @@
 //!   Deployment watch re-triggers the InferenceService when it appears). Applies the
 //!   ScaledObject, the monitor and its PrometheusRule by server-side apply (field manager `kserve-keda-webhook`,
 //!   forced), owned by the InferenceService (controller, blockOwnerDeletion), labelled as the
-//!   plan says and annotated with `<prefix>/inputs-hash`. Records the applied
-//!   `metadata.generation` in `<prefix>/observed-generation` on the InferenceService.
+//!   plan says and annotated with `<prefix>/inputs-hash`. Records the InferenceService's
+//!   `metadata.generation` it planned from in `<prefix>/observed-generation` on the
+//!   ScaledObject, never on the InferenceService: KServe copies its annotations into the
+//!   predictor's pod template, so a record there would restart the model servers.
 //! - Deletes generated objects the plan no longer asks for (strategy removed, monitor kind or
 //!   name changed). "Generated" means both the managed-by label and a controller owner
 //!   reference to this InferenceService's UID; anything else with a planned name is a
@@ -72,6 +74,7 @@ mod apply;
 mod context;
 mod lease;
 mod ownership;
+mod readiness;
 mod reconciler;
 
 use std::sync::Arc;

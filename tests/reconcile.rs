@@ -108,6 +108,16 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The controller's record of the InferenceService generation it planned from, on the
+/// ScaledObject `so`.
+fn observed(api: &FakeApi, so: &str) -> Option<String> {
+    api.get(SCALED_OBJECT, NS, so)?
+        .pointer("/metadata/annotations")?
+        .get("scaling.io/observed-generation")?
+        .as_str()
+        .map(str::to_string)
+}
+
 fn annotation(api: &FakeApi, name: &str, key: &str) -> Option<String> {
     api.get(ISVC, NS, name)?
         .pointer("/metadata/annotations")?
@@ -161,7 +171,7 @@ async fn converged_on(api: &FakeApi, name: &str) -> (Value, Value) {
             && api
                 .get(SERVICE_MONITOR, NS, &format!("{name}-predictor"))
                 .is_some()
-            && annotation(api, name, "scaling.io/observed-generation").is_some()
+            && observed(api, &format!("{name}-predictor")).is_some()
     })
     .await;
     (
@@ -185,9 +195,12 @@ async fn an_annotated_isvc_gets_an_owned_scaled_object_and_service_monitor() {
     assert_eq!(str_at(&so, "/spec/triggers/0/name"), "concurrency");
     assert_eq!(names(&api, SCALED_OBJECT), ["m-predictor"]);
     assert_eq!(names(&api, POD_MONITOR), Vec::<String>::new());
+    assert_eq!(observed(&api, "m-predictor").as_deref(), Some("1"));
+    // Never on the InferenceService: KServe copies its annotations into the pod template,
+    // so a record there would restart the model servers.
     assert_eq!(
-        annotation(&api, "m", "scaling.io/observed-generation").as_deref(),
-        Some("1")
+        annotation(&api, "m", "scaling.io/observed-generation"),
+        None
     );
     // Admission's records, so a later removal of the strategy is undone by the planner.
     assert_eq!(
@@ -277,7 +290,6 @@ async fn spec_changes_update_switch_and_finally_remove_generated_objects() {
             && names(&api, POD_MONITOR).is_empty()
             && names(&api, SERVICE_MONITOR).is_empty()
             && names(&api, PROMETHEUS_RULE).is_empty()
-            && annotation(&api, "m", "scaling.io/observed-generation").is_none()
     })
     .await;
     // The planner's undo: KServe's own autoscaler takes over again.
@@ -506,8 +518,7 @@ async fn without_monitor_apis_the_scaled_object_is_still_applied_and_warned_once
     let _replica = start(&api, "a");
     api.create(ISVC, NS, stored_isvc("m", json!({})));
     eventually("ScaledObject applied", || {
-        names(&api, SCALED_OBJECT) == ["m-predictor"]
-            && annotation(&api, "m", "scaling.io/observed-generation").is_some()
+        names(&api, SCALED_OBJECT) == ["m-predictor"] && observed(&api, "m-predictor").is_some()
     })
     .await;
     // Several resyncs later there is still one warning.
@@ -519,6 +530,83 @@ async fn without_monitor_apis_the_scaled_object_is_still_applied_and_warned_once
         "{}",
         warned[0]
     );
+}
+
+fn set_ready(api: &FakeApi, so: &str, status: &str, reason: &str, message: &str) {
+    api.edit(SCALED_OBJECT, NS, so, |o| {
+        o["status"] = json!({"conditions": [
+            {"type": "Ready", "status": status, "reason": reason, "message": message},
+            {"type": "Active", "status": "False"},
+        ]});
+    });
+}
+
+#[tokio::test]
+async fn kedas_not_ready_verdict_reaches_the_isvc_once_while_keda_flaps() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    assert!(events(&api, "m", "ScaledObjectNotReady").is_empty());
+
+    set_ready(
+        &api,
+        "m-predictor",
+        "False",
+        "TriggerError",
+        "dial tcp: connection refused",
+    );
+    eventually("the verdict on the InferenceService", || {
+        events(&api, "m", "ScaledObjectNotReady").len() == 1
+    })
+    .await;
+    let note = str_at(&events(&api, "m", "ScaledObjectNotReady")[0], "/note").to_string();
+    assert!(
+        note.contains("(TriggerError): dial tcp: connection refused"),
+        "{note}"
+    );
+    assert_eq!(
+        str_at(&events(&api, "m", "ScaledObjectNotReady")[0], "/type"),
+        "Warning"
+    );
+
+    // While a trigger fails KEDA flips Ready back to True at each of its reconciles and to
+    // False at its next poll: the same failure is not reported again.
+    for _ in 0..3 {
+        set_ready(&api, "m-predictor", "True", "ScaledObjectReady", "ok");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        set_ready(
+            &api,
+            "m-predictor",
+            "False",
+            "TriggerError",
+            "dial tcp: connection refused",
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    api.edit(ISVC, NS, "m", |o| {
+        o["metadata"]["labels"] = json!({"touched": "1"});
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(occurrences(&events(&api, "m", "ScaledObjectNotReady")), 1);
+
+    // Another failure is news.
+    set_ready(&api, "m-predictor", "False", "TriggerError", "no such host");
+    eventually("the other failure", || {
+        occurrences(&events(&api, "m", "ScaledObjectNotReady")) == 2
+    })
+    .await;
+}
+
+fn occurrences(events: &[Value]) -> u64 {
+    events
+        .iter()
+        .map(|e| {
+            e.pointer("/series/count")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+        })
+        .sum()
 }
 
 #[tokio::test]
@@ -1112,7 +1200,7 @@ async fn the_scale_target_is_the_live_predictor_deployment_from_the_first_apply(
     // cluster, so it plans with the naming convention): the webhook sees the controller's
     // patch as an UPDATE and must agree with it rather than rewrite it, forever.
     eventually("records written", || {
-        annotation(&api, "old", "scaling.io/observed-generation").is_some()
+        annotation(&api, "old", "scaling.io/scaled-object").is_some()
     })
     .await;
     assert_eq!(
@@ -1531,7 +1619,7 @@ async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
     api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
     eventually("records written", || {
-        annotation(&api, "m", "scaling.io/observed-generation").is_some()
+        annotation(&api, "m", "scaling.io/scaled-object").is_some()
     })
     .await;
     let patches: Vec<_> = api
@@ -1547,4 +1635,44 @@ async fn annotation_patches_on_the_inferenceservice_name_the_field_manager() {
             "{p:?}"
         );
     }
+}
+
+/// KServe copies the InferenceService's annotations into the predictor's pod template: any
+/// annotation the controller writes there rolls out the model servers. Once the admission
+/// records are in place, a spec change is recorded on the ScaledObject only.
+#[tokio::test]
+async fn a_new_generation_is_recorded_on_the_scaled_object_without_touching_the_isvc() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    eventually("admission's records written", || {
+        annotation(&api, "m", "scaling.io/scaled-object").is_some()
+    })
+    .await;
+    let isvc_writes = |api: &FakeApi| {
+        api.seen()
+            .iter()
+            .filter(|s| {
+                s.plural == "inferenceservices" && matches!(s.verb, Verb::Patch | Verb::Update)
+            })
+            .count()
+    };
+    let before = isvc_writes(&api);
+    api.edit(ISVC, NS, "m", |o| {
+        o["spec"]["predictor"]["model"]["storageUri"] = json!("hf://other/model");
+    });
+    eventually("generation 2 observed", || {
+        observed(&api, "m-predictor").as_deref() == Some("2")
+    })
+    .await;
+    assert_eq!(
+        isvc_writes(&api),
+        before,
+        "the controller wrote to the InferenceService"
+    );
+    assert_eq!(
+        annotation(&api, "m", "scaling.io/observed-generation"),
+        None
+    );
 }

@@ -469,3 +469,55 @@ fn every_window_the_planner_accepts_is_simulated() {
         assert!(out.status.success(), "{window}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn signals_replay_through_keda_and_the_hpa_with_the_controllers_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = isvc_file(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/max-replicas", "12"),
+        ],
+    );
+    let signals = dir.path().join("signals.csv");
+    std::fs::write(&signals, "t,trigger,value\n10,queue,60\n40,queue,0\n").unwrap();
+    let signals = signals.to_str().unwrap();
+    let run = |flags: &[&str]| {
+        let mut args = vec!["--signals", signals, "--output", "json"];
+        args.extend_from_slice(flags);
+        let v = json(&simulate(&file, &args));
+        v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["desired"] != k["currentReplicas"])
+            .map(|k| (k["t"].as_f64().unwrap(), k["desired"].as_u64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    // The generated ScaledObject sets no HPA behavior: up by max(2 x current, 4) per sync.
+    assert_eq!(
+        run(&[
+            "--hpa-sync-period",
+            "2s",
+            "--hpa-downscale-stabilization",
+            "20s"
+        ]),
+        [(10.0, 4), (12.0, 8), (14.0, 12), (60.0, 1)]
+    );
+    // The controller's defaults: a 15 s sync and a 5 m window.
+    assert_eq!(run(&[]), [(15.0, 4), (30.0, 8), (45.0, 12), (345.0, 1)]);
+
+    std::fs::write(dir.path().join("bad.csv"), "t,trigger,value\n1,tokens,3\n").unwrap();
+    let bad = simulate(
+        &file,
+        &["--signals", dir.path().join("bad.csv").to_str().unwrap()],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad)
+            .contains("trigger 'tokens' is not in the ScaledObject; its triggers are: queue"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -15,6 +15,7 @@ use super::{Error, Kind};
 use crate::core::names::FIELD_MANAGER;
 use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
 use crate::core::resources::Monitor;
+use crate::core::spec::keys;
 
 /// Annotation key (under the prefix) on generated objects: hash of the planned object.
 pub const INPUTS_HASH: &str = "inputs-hash";
@@ -27,15 +28,32 @@ pub(super) struct Desired {
     body: Value,
 }
 
+/// `generation`: the InferenceService's `metadata.generation`, recorded on the ScaledObject as
+/// `<prefix>/observed-generation`. The record lives there and not on the InferenceService:
+/// KServe copies the InferenceService's annotations into the predictor's pod template, so
+/// every write of a record there would restart the model servers.
 pub(super) fn desired_objects(
     planned: &Plan,
     owner: &OwnerReference,
     prefix: &str,
+    generation: Option<i64>,
 ) -> Result<Vec<Desired>, Error> {
     let mut out = Vec::new();
     if let Some(so) = &planned.scaled_object {
         let body = serde_json::to_value(so).map_err(Error::Serialize)?;
-        out.push(finish(Kind::ScaledObject, body, owner, prefix));
+        let mut so = finish(Kind::ScaledObject, body, owner, prefix);
+        if let (Some(g), Some(annotations)) = (
+            generation,
+            so.body
+                .pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut),
+        ) {
+            annotations.insert(
+                format!("{prefix}/{}", keys::OBSERVED_GENERATION),
+                json!(g.to_string()),
+            );
+        }
+        out.push(so);
     }
     match &planned.monitor {
         Some(m @ Monitor::Service(_)) => {
@@ -99,6 +117,10 @@ pub(super) struct Outcome {
     pub changed: Vec<String>,
     /// Kinds that exist as planned after this reconcile.
     pub present: Vec<Kind>,
+    /// The ScaledObject applied, and its `status` as KEDA last wrote it (read before applying;
+    /// an apply never changes status).
+    pub scaled_object: Option<String>,
+    pub scaled_object_status: Option<Value>,
 }
 
 /// Brings the generated objects of every kind to the plan: deletes ours that are no longer
@@ -141,8 +163,12 @@ pub(super) async fn sync_objects(
         }
         let Some(want) = want else { continue };
         match apply_one(&api, want, isvc_name, uid, ns).await {
-            Ok(changed) => {
+            Ok((changed, status)) => {
                 outcome.present.push(kind);
+                if kind == Kind::ScaledObject {
+                    outcome.scaled_object = Some(want.name.clone());
+                    outcome.scaled_object_status = status;
+                }
                 if changed {
                     outcome
                         .changed
@@ -229,14 +255,15 @@ async fn delete_one(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<bool,
 }
 
 /// Applies one object unless a person's object of that name is in the way. Returns whether
-/// anything was written.
+/// anything was written, and the live object's `status`.
 async fn apply_one(
     api: &Api<DynamicObject>,
     want: &Desired,
     isvc_name: &str,
     uid: &str,
     ns: &str,
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<Value>), Error> {
+    let mut status = None;
     if let Some(live) = api.get_opt(&want.name).await? {
         match claim(&live.metadata, uid, isvc_name) {
             Claim::Ours => {}
@@ -254,15 +281,16 @@ async fn apply_one(
                 });
             }
         }
+        status = live.data.get("status").cloned();
         let live_json = serde_json::to_value(&live).map_err(Error::Serialize)?;
         if contains(&live_json, &want.body) {
-            return Ok(false);
+            return Ok((false, status));
         }
     }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&want.name, &pp, &Patch::Apply(&want.body))
         .await?;
-    Ok(true)
+    Ok((true, status))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::core::DynamicObject;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -34,9 +34,9 @@ pub struct Context {
 pub(super) struct State {
     /// Consecutive failures per object (namespace/name), for the backoff.
     pub failures: HashMap<String, u32>,
-    /// What was last reported per (uid, reason), so an unchanged problem is not re-reported
-    /// on every retry or status update.
-    reported: HashMap<(String, &'static str), u64>,
+    /// What was last reported per (uid, reason), and when, so an unchanged problem is not
+    /// re-reported on every retry or status update.
+    reported: HashMap<(String, &'static str), (u64, Instant)>,
     /// Generated objects per InferenceService uid, for the `managed_objects` gauge.
     managed: HashMap<String, Vec<Kind>>,
 }
@@ -106,11 +106,30 @@ impl Context {
 
     /// Whether `note` is news for (uid, reason); records it as reported.
     pub(super) fn is_news(&self, uid: &str, reason: &'static str, note: &str) -> bool {
+        self.is_news_within(uid, reason, note, None)
+    }
+
+    /// Like `is_news`, but the same note is news again once `repeat_after` has passed since
+    /// it was last reported (for a state that flaps, so it is neither repeated at every flap
+    /// nor forgotten).
+    pub(super) fn is_news_within(
+        &self,
+        uid: &str,
+        reason: &'static str,
+        note: &str,
+        repeat_after: Option<Duration>,
+    ) -> bool {
         let mut h = DefaultHasher::new();
         note.hash(&mut h);
         let digest = h.finish();
+        let now = Instant::now();
         let mut st = self.state();
-        st.reported.insert((uid.to_string(), reason), digest) != Some(digest)
+        let key = (uid.to_string(), reason);
+        let news = is_news_since(st.reported.get(&key).copied(), digest, now, repeat_after);
+        if news {
+            st.reported.insert(key, (digest, now));
+        }
+        news
     }
 
     pub(super) fn forget_reported(&self, uid: &str, reasons: &[&'static str]) {
@@ -142,5 +161,39 @@ impl Context {
             Ok(Err(e)) => tracing::warn!(error = %e, reason, "could not publish event"),
             Err(_) => tracing::warn!(reason, "publishing an event timed out"),
         }
+    }
+}
+
+/// Whether a note with `digest` is news at `now`, given what was last reported (its digest
+/// and when): a different note is; the same one only once `repeat_after` has passed.
+fn is_news_since(
+    last: Option<(u64, Instant)>,
+    digest: u64,
+    now: Instant,
+    repeat_after: Option<Duration>,
+) -> bool {
+    match last {
+        Some((d, at)) if d == digest => {
+            repeat_after.is_some_and(|after| now.duration_since(at) >= after)
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_note_is_news_again_only_after_the_repeat_interval() {
+        let t0 = Instant::now();
+        let min = Duration::from_secs(60);
+        let later = |s| t0 + Duration::from_secs(s);
+        assert!(is_news_since(None, 1, t0, None));
+        assert!(is_news_since(Some((1, t0)), 2, later(1), None));
+        assert!(!is_news_since(Some((1, t0)), 1, later(3600), None));
+        assert!(!is_news_since(Some((1, t0)), 1, later(59), Some(min)));
+        assert!(is_news_since(Some((1, t0)), 1, later(60), Some(min)));
+        assert!(is_news_since(Some((1, t0)), 2, later(1), Some(min)));
     }
 }

@@ -18,6 +18,7 @@ use serde_json::json;
 use super::Error;
 use super::apply::{Outcome, desired_objects, sync_objects};
 use super::context::Context;
+use super::readiness;
 use crate::core::isvc::{self, Isvc};
 use crate::core::names::{self, FIELD_MANAGER};
 use crate::core::plan::{self, ISVC_LABEL, Plan};
@@ -165,10 +166,11 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    let desired = desired_objects(&planned, &owner, prefix)?;
+    let desired = desired_objects(&planned, &owner, prefix, obj.metadata.generation)?;
     let outcome = sync_objects(ctx, obj, &ns, &isvc.name, &uid, &desired).await?;
 
     report_warnings(ctx, obj, &uid, &planned).await;
+    report_readiness(ctx, obj, &uid, &outcome).await;
     if !outcome.changed.is_empty() {
         let note = if wants {
             configured_note(&planned, &outcome)
@@ -182,17 +184,6 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
             .await;
     }
 
-    let observed_key = format!("{prefix}/{}", keys::OBSERVED_GENERATION);
-    let observed = isvc.annotations.get(&observed_key);
-    let target = if wants {
-        obj.metadata.generation.map(|g| g.to_string())
-    } else {
-        None
-    };
-    if observed != target.as_ref() {
-        let change = BTreeMap::from([(observed_key, target)]);
-        patch_annotations(&isvc_api, &isvc.name, &change).await?;
-    }
     ctx.set_managed(&uid, outcome.present);
     ctx.forget_reported(&uid, &Error::REASONS);
     Ok(Action::requeue(ctx.resync))
@@ -206,6 +197,21 @@ fn configured_note(planned: &Plan, outcome: &Outcome) -> String {
     )
 }
 
+/// KEDA's verdict on the ScaledObject, repeated on the InferenceService: a new problem at
+/// once, the same one again only after `readiness::REPEAT_AFTER` (KEDA flips `Ready` back to
+/// True at each of its reconciles while a trigger keeps failing, so "ready again" is no sign
+/// that the problem is over).
+async fn report_readiness(ctx: &Context, obj: &DynamicObject, uid: &str, outcome: &Outcome) {
+    let Some(name) = &outcome.scaled_object else {
+        return;
+    };
+    if let Some(note) = readiness::problem(name, outcome.scaled_object_status.as_ref())
+        && ctx.is_news_within(uid, readiness::REASON, &note, Some(readiness::REPEAT_AFTER))
+    {
+        ctx.event(obj, EventType::Warning, readiness::REASON, note)
+            .await;
+    }
+}
 async fn report_warnings(ctx: &Context, obj: &DynamicObject, uid: &str, planned: &Plan) {
     const REASON: &str = "ScalingWarning";
     if ctx.is_news(uid, REASON, &planned.warnings.join("\n")) {

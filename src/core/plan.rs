@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::core::alerts::{self, Alert};
 use crate::core::isvc::{FieldError, Isvc};
 use crate::core::names;
 use crate::core::resources::{
     AuthenticationRef, Endpoint, Monitor, NamespaceSelector, PodMetricsEndpoint, PodMonitor,
-    PodMonitorSpec, PrometheusRule, PrometheusRuleSpec, Rule, RuleGroup, ScaleTargetRef,
-    ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor, ServiceMonitorSpec,
+    PodMonitorSpec, PrometheusRule, PrometheusRuleSpec, RelabelConfig, Rule, RuleGroup,
+    ScaleTargetRef, ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor,
+    ServiceMonitorSpec,
 };
 use crate::core::settings::Settings;
 use crate::core::spec::{self, AnnotationError, MonitorKind, ScalingSpec, keys};
@@ -543,8 +543,8 @@ fn monitor(
                 selector,
                 namespace_selector,
                 endpoints: vec![Endpoint {
-                    target_port: IntOrString::Int(i32::from(port)),
                     path,
+                    relabelings: scrape_model_server(MonitorKind::ServiceMonitor, port),
                 }],
                 pod_target_labels,
             },
@@ -555,13 +555,65 @@ fn monitor(
                 selector,
                 namespace_selector,
                 pod_metrics_endpoints: vec![PodMetricsEndpoint {
-                    port_number: port,
                     path,
+                    relabelings: scrape_model_server(MonitorKind::PodMonitor, port),
                 }],
                 pod_target_labels,
             },
         })),
     }
+}
+
+/// KServe's name for the model server container of every predictor.
+pub const MODEL_CONTAINER: &str = "kserve-container";
+
+/// Relabelings that turn whatever targets service discovery yields for a predictor pod into
+/// exactly one: the model server at `<pod IP>:<port>`.
+///
+/// No port filter is used: prometheus-operator turns one into a keep on the ports a container
+/// declares, and KServe's runtimes may declare none (the huggingface runtime does not), which
+/// would drop every target. The predictor Service may also forward to the logger/batcher
+/// agent rather than the model server, so its port is not the metrics port either.
+///
+/// A ServiceMonitor yields a target per Service port per pod plus one per declared container
+/// port the Service does not cover; a PodMonitor yields one per port the model container
+/// declares (one without a port if it declares none). All of one pod's targets end with the
+/// same address and the same labels (`container` is set for the ServiceMonitor, whose
+/// endpoint targets name a container only when it declares the Service's port), and
+/// Prometheus scrapes identical targets of a job once.
+fn scrape_model_server(kind: MonitorKind, port: u16) -> Vec<RelabelConfig> {
+    let pod_ip = || vec!["__meta_kubernetes_pod_ip".to_string()];
+    let mut rules = vec![RelabelConfig {
+        action: Some("keep".into()),
+        source_labels: pod_ip(),
+        regex: Some(".+".into()),
+        ..RelabelConfig::default()
+    }];
+    if kind == MonitorKind::PodMonitor {
+        rules.push(RelabelConfig {
+            action: Some("keep".into()),
+            source_labels: vec!["__meta_kubernetes_pod_container_name".into()],
+            regex: Some(MODEL_CONTAINER.into()),
+            ..RelabelConfig::default()
+        });
+    } else {
+        rules.push(RelabelConfig {
+            target_label: Some("container".into()),
+            replacement: Some(MODEL_CONTAINER.into()),
+            ..RelabelConfig::default()
+        });
+    }
+    // Relabel regexes are anchored: an IPv4 address has no colon, an IPv6 one needs brackets.
+    for (regex, address) in [("([^:]+)", "${1}"), ("(.+:.+)", "[${1}]")] {
+        rules.push(RelabelConfig {
+            source_labels: pod_ip(),
+            regex: Some(regex.into()),
+            target_label: Some("__address__".into()),
+            replacement: Some(format!("{address}:{port}")),
+            ..RelabelConfig::default()
+        });
+    }
+    rules
 }
 
 fn warnings(

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
@@ -72,13 +71,14 @@ pub struct ServiceMonitorSpec {
     pub pod_target_labels: Vec<String>,
 }
 
+/// No port filter: `relabelings` choose the address (see `plan::monitor`). A `port`,
+/// `targetPort` or `portNumber` would make prometheus-operator keep only targets whose
+/// container declares that port, and KServe's runtimes need not declare any.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
-    /// A container port number: KServe's predictor Service may point at the logger/batcher
-    /// agent instead of the model server, so the Service port is not reliable.
-    pub target_port: IntOrString,
     pub path: String,
+    pub relabelings: Vec<RelabelConfig>,
 }
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -102,8 +102,25 @@ pub struct PodMonitorSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodMetricsEndpoint {
-    pub port_number: u16,
     pub path: String,
+    pub relabelings: Vec<RelabelConfig>,
+}
+
+/// One Prometheus `relabel_config` as prometheus-operator spells it. Unset fields keep
+/// Prometheus' defaults (`action: replace`, `regex: (.*)`, `replacement: $1`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RelabelConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

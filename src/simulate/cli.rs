@@ -7,6 +7,7 @@ use super::SimError;
 use super::engine::{self, Config};
 use super::load::{self, Request};
 use super::profile::{self, Profile};
+use super::replay;
 use super::report::{self, SweepRow};
 use super::rng::Rng;
 use super::scenario::{self, Planned};
@@ -30,14 +31,24 @@ pub struct SimulateArgs {
     #[arg(
         long,
         value_name = "SPEC",
-        required_unless_present = "trace",
-        conflicts_with = "trace"
+        required_unless_present_any = ["trace", "signals"],
+        conflicts_with_all = ["trace", "signals"]
     )]
     pub load: Option<String>,
     /// CSV of requests: arrival time, prompt tokens, output tokens (own column names or the
     /// Azure LLM inference traces': TIMESTAMP, ContextTokens, GeneratedTokens).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "signals")]
     pub trace: Option<PathBuf>,
+    /// CSV of trigger values over time (`t,trigger,value`; t in seconds): replays them through
+    /// KEDA and the HPA controller only, without the model-server model.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sweep", "plot"])]
+    pub signals: Option<PathBuf>,
+    /// kube-controller-manager's --horizontal-pod-autoscaler-sync-period.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub hpa_sync_period: String,
+    /// kube-controller-manager's --horizontal-pod-autoscaler-downscale-stabilization.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub hpa_downscale_stabilization: String,
     /// A built-in profile (llama-3.1-8b-a100, mistral-7b-rtx4090) or a profile YAML file.
     #[arg(long, value_name = "NAME|FILE", default_value = profile::DEFAULT)]
     pub profile: String,
@@ -79,6 +90,7 @@ pub enum Format {
 }
 
 struct Common {
+    controller: Controller,
     profile: Profile,
     requests: Vec<Request>,
     load_name: String,
@@ -106,7 +118,40 @@ fn read(file: &str) -> Result<String, SimError> {
     String::from_utf8(bytes).map_err(|_| input(format!("{file} is not UTF-8 text")))
 }
 
+/// The HPA controller's own flags.
+#[derive(Clone, Copy)]
+struct Controller {
+    sync_period: f64,
+    downscale_stabilization: u32,
+}
+
+fn controller(args: &SimulateArgs) -> Result<Controller, SimError> {
+    let sync_period = duration::parse("--hpa-sync-period", &args.hpa_sync_period).map_err(input)?;
+    if !(1.0..=3600.0).contains(&sync_period) {
+        return Err(input(format!(
+            "--hpa-sync-period: '{}' is out of range; use 1s to 1h (the controller's default is 15s)",
+            args.hpa_sync_period
+        )));
+    }
+    let window = duration::parse(
+        "--hpa-downscale-stabilization",
+        &args.hpa_downscale_stabilization,
+    )
+    .map_err(input)?;
+    if !(0.0..=86400.0).contains(&window) || window.fract() != 0.0 {
+        return Err(input(format!(
+            "--hpa-downscale-stabilization: '{}' is not whole seconds between 0s and 24h (the controller's default is 5m)",
+            args.hpa_downscale_stabilization
+        )));
+    }
+    Ok(Controller {
+        sync_period,
+        downscale_stabilization: window as u32,
+    })
+}
+
 fn common(args: &SimulateArgs) -> Result<Common, SimError> {
+    let controller = controller(args)?;
     let profile = profile::load(&args.profile).map_err(input)?;
     let slo_ttft = duration::parse("--slo-ttft", &args.slo_ttft).map_err(input)?;
     let slo_itl = duration::parse("--slo-itl", &args.slo_itl).map_err(input)?;
@@ -161,6 +206,7 @@ fn common(args: &SimulateArgs) -> Result<Common, SimError> {
         (None, None) => return Err(input("give --load SPEC or --trace FILE".into())),
     };
     Ok(Common {
+        controller,
         profile,
         requests,
         load_name,
@@ -190,6 +236,63 @@ fn config(p: &Planned, c: &Common, seed: u64) -> Config {
         seed,
         grace: c.grace,
         step_at: c.step_at,
+        sync_period: c.controller.sync_period,
+        downscale_stabilization: c.controller.downscale_stabilization,
+    }
+}
+
+/// `--signals`: the planned triggers, bounds and behavior on recorded trigger values.
+fn run_replay(
+    args: &SimulateArgs,
+    path: &std::path::Path,
+    value: &serde_json::Value,
+    scaling: &crate::scaling::Scaling,
+) -> Result<String, SimError> {
+    let controller = controller(args)?;
+    let profile = profile::load(&args.profile).map_err(input)?;
+    let planned =
+        scenario::plan(value, &args.namespace, scaling, &profile).map_err(SimError::Plan)?;
+    let origin = path.display().to_string();
+    let names: Vec<String> = planned.triggers.iter().map(|t| t.name.clone()).collect();
+    let signals = replay::parse(&origin, &read(&origin)?, &names).map_err(input)?;
+    let duration = match args.duration.as_deref() {
+        Some(d) => duration::parse("--duration", d).map_err(input)?,
+        // Long enough for the last change to settle: the downscale window and a cooldown.
+        None => {
+            signals.last()
+                + f64::from(controller.downscale_stabilization)
+                + f64::from(planned.cooldown_period)
+                + 4.0 * controller.sync_period
+        }
+    };
+    let cfg = Config {
+        triggers: planned.triggers.clone(),
+        min_replicas: planned.min_replicas,
+        max_replicas: planned.max_replicas,
+        polling_interval: f64::from(planned.polling_interval.max(1)),
+        cooldown_period: f64::from(planned.cooldown_period),
+        behavior: planned.behavior.clone(),
+        window: planned.window,
+        scrape_interval: 0.0,
+        profile,
+        duration,
+        slo_ttft: 0.0,
+        slo_itl: 0.0,
+        seed: args.seed,
+        grace: 0.0,
+        step_at: None,
+        sync_period: controller.sync_period,
+        downscale_stabilization: controller.downscale_stabilization,
+    };
+    let timeline = replay::run(&cfg, &signals);
+    match args.output {
+        Format::Json => serde_json::to_string_pretty(&serde_json::json!({
+            "inferenceService": planned.name,
+            "timeline": timeline,
+        }))
+        .map(|s| s + "\n")
+        .map_err(|e| input(format!("cannot encode JSON: {e}"))),
+        Format::Text => Ok(report::replay_text(&planned.name, &timeline)),
     }
 }
 
@@ -242,6 +345,9 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
     let scaling = scenario::scaling(pol);
     let text = read(&args.file)?;
     let value = scenario::read_isvc(&args.file, &text).map_err(input)?;
+    if let Some(path) = &args.signals {
+        return run_replay(args, path, &value, &scaling);
+    }
     let c = common(args)?;
 
     if sweeps.is_empty() {

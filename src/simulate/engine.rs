@@ -41,7 +41,12 @@ pub struct Config {
     pub max_replicas: u32,
     pub polling_interval: f64,
     pub cooldown_period: f64,
-    pub behavior: Behavior,
+    /// The HPA's `spec.behavior`; None when the ScaledObject sets none.
+    pub behavior: Option<Behavior>,
+    /// kube-controller-manager's `--horizontal-pod-autoscaler-sync-period`, in seconds.
+    pub sync_period: f64,
+    /// Its `--horizontal-pod-autoscaler-downscale-stabilization`, in seconds.
+    pub downscale_stabilization: u32,
     /// The query's rate / quantile window in seconds.
     pub window: f64,
     pub scrape_interval: f64,
@@ -169,7 +174,8 @@ pub fn run(cfg: &Config, requests: &[Request]) -> Outcome {
         hpa: Hpa::new(
             cfg.min_replicas.max(1) as i32,
             cfg.max_replicas as i32,
-            &cfg.behavior,
+            cfg.behavior.as_ref(),
+            cfg.downscale_stabilization,
         ),
         keda_active: false,
         last_active: None,
@@ -198,7 +204,7 @@ pub fn run(cfg: &Config, requests: &[Request]) -> Outcome {
     let mut next_arrival = 0usize;
     let mut next_scrape = cfg.scrape_interval;
     let mut next_keda = cfg.polling_interval;
-    let mut next_hpa = hpa::SYNC_PERIOD;
+    let mut next_hpa = cfg.sync_period;
     loop {
         let mut t = cfg.duration;
         for p in &sim.pods {
@@ -236,7 +242,7 @@ pub fn run(cfg: &Config, requests: &[Request]) -> Outcome {
         }
         if next_hpa <= t {
             timeline.push(sim.hpa_sync(t));
-            next_hpa += hpa::SYNC_PERIOD;
+            next_hpa += cfg.sync_period;
         }
     }
     let unfinished: u64 = sim
@@ -262,6 +268,29 @@ pub fn run(cfg: &Config, requests: &[Request]) -> Outcome {
         step_to_ready: sim.step_ready,
     };
     Outcome { timeline, summary }
+}
+
+/// What KEDA does to the replicas at one poll, if anything: from zero to `max(min, 1)` when a
+/// trigger is active; to zero when `min` is 0 and the last active poll is more than
+/// `cooldown` seconds ago.
+pub fn keda_scale(
+    active: bool,
+    current: u32,
+    min: u32,
+    last_active: Option<f64>,
+    cooldown: f64,
+    t: f64,
+) -> Option<u32> {
+    if active {
+        return (current == 0).then_some(min.max(1));
+    }
+    if current == 0 || min != 0 {
+        return None;
+    }
+    // Never active yet: KEDA counts from creation plus initialCooldownPeriod (0 by default,
+    // and the ScaledObject sets none), not plus cooldownPeriod.
+    let idle_since = last_active.map_or(0.0, |at| at + cooldown);
+    (idle_since < t).then_some(0)
 }
 
 impl Sim<'_> {
@@ -447,22 +476,19 @@ impl Sim<'_> {
             .iter()
             .any(|tr| self.value(tr, t) > tr.activation);
         self.keda_active = active;
-        let current = self.replicas();
         if active {
             self.last_active = Some(t);
-            if current == 0 {
-                self.scale_to(t, self.cfg.min_replicas.max(1));
-            }
-        } else if current > 0 && self.cfg.min_replicas == 0 {
-            // Never active yet: KEDA counts from creation plus initialCooldownPeriod (0 by
-            // default, and the ScaledObject sets none), not plus cooldownPeriod.
-            let idle_since = match self.last_active {
-                Some(at) => at + self.cfg.cooldown_period,
-                None => 0.0,
-            };
-            if idle_since < t {
-                self.scale_to(t, 0);
-            }
+        }
+        let cfg = self.cfg;
+        if let Some(n) = keda_scale(
+            active,
+            self.replicas(),
+            cfg.min_replicas,
+            self.last_active,
+            cfg.cooldown_period,
+            t,
+        ) {
+            self.scale_to(t, n);
         }
     }
 
@@ -512,7 +538,7 @@ impl Sim<'_> {
             let idx = ((ttfts.len() as f64 * 0.95).ceil() as usize).clamp(1, ttfts.len()) - 1;
             ttfts[idx]
         });
-        let load = self.arrived_since_tick as f64 / hpa::SYNC_PERIOD;
+        let load = self.arrived_since_tick as f64 / self.cfg.sync_period;
         self.arrived_since_tick = 0;
         Tick {
             t,

@@ -11,6 +11,11 @@
 //! - the proposal is the largest over all metrics; then stabilisation (the extreme of the
 //!   recommendations inside each window, the unstabilised one recorded), then the rate
 //!   policies computed from the scale events inside each policy period, then min/max;
+//! - an HPA with no `behavior` at all takes the controller's older path (horizontal.go
+//!   normalizeDesiredReplicas): the highest recommendation of the downscale window, then at
+//!   most max(2 x current, 4) per sync, with no memory of earlier scale events. KEDA writes
+//!   no behavior unless the ScaledObject's `advanced` section has one, and the API server does
+//!   not default a missing one, so this is the path our ScaledObjects take;
 //! - a target already outside min/max is moved to the bound without looking at metrics.
 
 use serde::{Deserialize, Serialize};
@@ -69,9 +74,9 @@ pub struct Behavior {
     pub scale_down: Option<ScalingRules>,
 }
 
-/// Rules after the API server's defaulting (SetDefaults_HorizontalPodAutoscalerBehavior):
-/// scale-up 0 s window, max of 100 % and 4 pods per 15 s; scale-down 100 % per 15 s with the
-/// controller's 300 s window.
+/// Rules after the API server's defaulting of a present behavior
+/// (SetDefaults_HorizontalPodAutoscalerBehavior): scale-up 0 s window, max of 100 % and 4 pods
+/// per 15 s; scale-down 100 % per 15 s with the controller's downscale window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rules {
     pub window: u32,
@@ -80,7 +85,9 @@ pub struct Rules {
 }
 
 impl Behavior {
-    pub fn defaulted(&self) -> (Rules, Rules) {
+    /// `downscale_window`: the controller's `--horizontal-pod-autoscaler-downscale-stabilization`
+    /// in seconds, which a scale-down rule without its own window uses.
+    pub fn defaulted(&self, downscale_window: u32) -> (Rules, Rules) {
         let up = self.scale_up.clone().unwrap_or(ScalingRules {
             stabilization_window_seconds: None,
             select_policy: None,
@@ -104,7 +111,7 @@ impl Behavior {
         let down = Rules {
             window: down
                 .stabilization_window_seconds
-                .unwrap_or(DOWNSCALE_STABILIZATION),
+                .unwrap_or(downscale_window),
             select: down.select_policy.unwrap_or(SelectPolicy::Max),
             policies: down
                 .policies
@@ -201,26 +208,45 @@ pub struct Decision {
     pub rescale: bool,
 }
 
+/// How changes are limited: by the HPA's `behavior`, or by the path without one.
+#[derive(Clone, Debug)]
+enum Limits {
+    Behavior { up: Rules, down: Rules },
+    Legacy { window: u32 },
+}
+
+/// The older path's scale-up cap (horizontal.go calculateScaleUpLimit).
+const LEGACY_SCALE_UP_FACTOR: f64 = 2.0;
+const LEGACY_SCALE_UP_MINIMUM: f64 = 4.0;
+
 /// One HorizontalPodAutoscaler's controller state.
 #[derive(Clone, Debug)]
 pub struct Hpa {
     pub min: i32,
     pub max: i32,
-    up: Rules,
-    down: Rules,
+    limits: Limits,
     recommendations: Vec<Stamped>,
     up_events: Vec<Stamped>,
     down_events: Vec<Stamped>,
 }
 
 impl Hpa {
-    pub fn new(min: i32, max: i32, behavior: &Behavior) -> Hpa {
-        let (up, down) = behavior.defaulted();
+    /// `behavior`: the HPA's `spec.behavior` (None when absent); `downscale_window`: the
+    /// controller's downscale stabilisation flag in seconds.
+    pub fn new(min: i32, max: i32, behavior: Option<&Behavior>, downscale_window: u32) -> Hpa {
+        let limits = match behavior {
+            Some(b) => {
+                let (up, down) = b.defaulted(downscale_window);
+                Limits::Behavior { up, down }
+            }
+            None => Limits::Legacy {
+                window: downscale_window,
+            },
+        };
         Hpa {
             min,
             max,
-            up,
-            down,
+            limits,
             recommendations: Vec::new(),
             up_events: Vec::new(),
             down_events: Vec::new(),
@@ -237,7 +263,7 @@ impl Hpa {
         ready: i32,
         metrics: &[Metric],
     ) -> Decision {
-        if self.recommendations.is_empty() {
+        if self.recommendations.is_empty() && matches!(self.limits, Limits::Behavior { .. }) {
             self.recommendations.push(Stamped {
                 t: now,
                 value: spec,
@@ -260,8 +286,17 @@ impl Hpa {
                 .iter()
                 .map(|m| proposal(*m, spec, status, ready))
                 .fold(0, i32::max);
-            let stabilized = self.stabilize(now, spec, p);
-            (Some(p), self.limit(now, spec, stabilized))
+            let desired = match &self.limits {
+                Limits::Behavior { .. } => {
+                    let stabilized = self.stabilize(now, spec, p);
+                    self.limit(now, spec, stabilized)
+                }
+                Limits::Legacy { window } => {
+                    let stabilized = self.stabilize_legacy(now, *window, p);
+                    self.limit_legacy(spec, stabilized)
+                }
+            };
+            (Some(p), desired)
         };
         let rescale = desired != spec;
         if rescale {
@@ -274,9 +309,56 @@ impl Hpa {
         }
     }
 
+    /// The highest recommendation inside the window, this one included; this one takes the
+    /// place of one that left the window.
+    fn stabilize_legacy(&mut self, now: f64, window: u32, desired: i32) -> i32 {
+        let cutoff = now - f64::from(window);
+        let mut best = desired;
+        let mut old = None;
+        for (i, r) in self.recommendations.iter().enumerate() {
+            if r.t < cutoff {
+                old = Some(i);
+            } else {
+                best = best.max(r.value);
+            }
+        }
+        let entry = Stamped {
+            t: now,
+            value: desired,
+            outdated: false,
+        };
+        match old {
+            Some(i) => self.recommendations[i] = entry,
+            None => self.recommendations.push(entry),
+        }
+        best
+    }
+
+    /// min/max, and at most max(2 x current, 4) on the way up.
+    fn limit_legacy(&self, current: i32, desired: i32) -> i32 {
+        let up_limit =
+            clamp_i32((LEGACY_SCALE_UP_FACTOR * f64::from(current)).max(LEGACY_SCALE_UP_MINIMUM));
+        let allowed = self.max.min(up_limit);
+        if desired < self.min {
+            self.min
+        } else {
+            desired.min(allowed)
+        }
+    }
+
+    fn rules(&self) -> Option<(&Rules, &Rules)> {
+        match &self.limits {
+            Limits::Behavior { up, down } => Some((up, down)),
+            Limits::Legacy { .. } => None,
+        }
+    }
+
     fn stabilize(&mut self, now: f64, current: i32, desired: i32) -> i32 {
-        let up_cutoff = now - f64::from(self.up.window);
-        let down_cutoff = now - f64::from(self.down.window);
+        let Some((up, down)) = self.rules() else {
+            return desired;
+        };
+        let up_cutoff = now - f64::from(up.window);
+        let down_cutoff = now - f64::from(down.window);
         let mut up_rec = desired;
         let mut down_rec = desired;
         let mut old = None;
@@ -311,15 +393,17 @@ impl Hpa {
     }
 
     fn limit(&self, now: f64, current: i32, desired: i32) -> i32 {
+        let Some((up, down)) = self.rules() else {
+            return desired;
+        };
         if desired > current {
-            let limit = scale_up_limit(now, current, &self.up_events, &self.down_events, &self.up)
-                .max(current);
+            let limit =
+                scale_up_limit(now, current, &self.up_events, &self.down_events, up).max(current);
             let allowed = self.max.min(limit);
             desired.min(allowed)
         } else if desired < current {
-            let limit =
-                scale_down_limit(now, current, &self.up_events, &self.down_events, &self.down)
-                    .min(current);
+            let limit = scale_down_limit(now, current, &self.up_events, &self.down_events, down)
+                .min(current);
             let allowed = self.min.max(limit);
             desired.max(allowed)
         } else {
@@ -328,10 +412,14 @@ impl Hpa {
     }
 
     fn store_event(&mut self, now: f64, prev: i32, new: i32) {
+        let Limits::Behavior { up, down } = &self.limits else {
+            // The older path keeps no scale events.
+            return;
+        };
         let (events, rules, change) = if new > prev {
-            (&mut self.up_events, &self.up, new - prev)
+            (&mut self.up_events, up, new - prev)
         } else {
-            (&mut self.down_events, &self.down, prev - new)
+            (&mut self.down_events, down, prev - new)
         };
         let longest = rules
             .policies

@@ -8,6 +8,7 @@ pub mod hpa;
 pub mod load;
 pub mod profile;
 pub mod prom;
+pub mod replay;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -410,3 +410,31 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+/// `--signals` as text: one line per HPA sync that changed the replicas.
+pub fn replay_text(name: &str, timeline: &[super::replay::Tick]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "{name}: replicas changed at");
+    let mut changes = 0;
+    for k in timeline.iter().filter(|k| k.desired != k.current_replicas) {
+        changes += 1;
+        let signals = k
+            .triggers
+            .iter()
+            .map(|v| format!("{}={}/{} {}", v.name, v.value, v.target, v.metric_type))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let proposal = k
+            .proposal
+            .map_or_else(|| "KEDA".to_string(), |p| format!("proposal {p}"));
+        let _ = writeln!(
+            t,
+            "  t={:>7.1}s  {} -> {}  ({proposal}; {signals})",
+            k.t, k.current_replicas, k.desired
+        );
+    }
+    if changes == 0 {
+        let _ = writeln!(t, "  (never: the replicas stayed as they started)");
+    }
+    t
+}

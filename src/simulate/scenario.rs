@@ -29,7 +29,8 @@ pub struct Planned {
     pub polling_interval: u32,
     pub cooldown_period: u32,
     pub window: f64,
-    pub behavior: Behavior,
+    /// None when the ScaledObject names no HPA behavior (the HPA then has none either).
+    pub behavior: Option<Behavior>,
     pub warnings: Vec<String>,
 }
 
@@ -169,9 +170,11 @@ pub fn plan(
         / 1000.0;
     let so_json = serde_json::to_value(so).map_err(|e| e.to_string())?;
     let behavior = match so_json.pointer("/spec/advanced/horizontalPodAutoscalerConfig/behavior") {
-        Some(b) => Behavior::deserialize(b)
-            .map_err(|e| format!("{name}: the ScaledObject's HPA behavior: {e}"))?,
-        None => Behavior::default(),
+        Some(b) => Some(
+            Behavior::deserialize(b)
+                .map_err(|e| format!("{name}: the ScaledObject's HPA behavior: {e}"))?,
+        ),
+        None => None,
     };
     Ok(Planned {
         name,

@@ -53,6 +53,15 @@ def ns() -> Any:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def running_ns(ns: str) -> str:
+    """A fresh namespace whose pods the kubelet stand-in reports Running with a pod IP."""
+    import metrics
+
+    metrics.label_running(ns)
+    return ns
+
+
 def isvc(
     name: str,
     namespace: str,
@@ -153,13 +162,12 @@ def subset(expected: Any, actual: Any, path: str = "") -> list[str]:
 
 
 def scaling_annotations(obj: dict[str, Any]) -> dict[str, str]:
-    """Our annotations and the two KServe ones we set; not the controller's record of the
-    generation it applied (written after admission)."""
+    """Our annotations and the two KServe ones we set."""
     ann = obj["metadata"].get("annotations") or {}
     return {
         k: v
         for k, v in ann.items()
-        if (k.startswith("scaling.io/") and k != "scaling.io/observed-generation")
+        if k.startswith("scaling.io/")
         or k in ("serving.kserve.io/autoscalerClass", "serving.kserve.io/deploymentMode")
     }
 

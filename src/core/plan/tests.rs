@@ -564,6 +564,60 @@ fn gpu_and_power_do_not_warn_about_log_stats() {
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
+/// The `__address__` rewrites of a monitor endpoint: (regex on the pod IP, new address).
+fn addresses(rules: &[RelabelConfig]) -> Vec<(&str, &str)> {
+    rules
+        .iter()
+        .filter(|r| r.target_label.as_deref() == Some("__address__"))
+        .map(|r| {
+            assert_eq!(r.source_labels, ["__meta_kubernetes_pod_ip"], "{r:?}");
+            assert_eq!(r.action, None, "replace is the default action: {r:?}");
+            (
+                r.regex.as_deref().unwrap_or_default(),
+                r.replacement.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn service_monitor_has_no_port_filter_and_rewrites_the_address() {
+    let i = isvc(&[("scaling.io/strategy", "queue")], json!({}));
+    let p = create(&i).unwrap();
+    let Some(Monitor::Service(sm)) = &p.monitor else {
+        panic!("ServiceMonitor expected");
+    };
+    let json = serde_json::to_value(sm).unwrap();
+    let endpoint = &json["spec"]["endpoints"][0];
+    // Any port filter becomes a keep on declared container ports, and KServe's runtimes may
+    // declare none.
+    for field in ["port", "targetPort", "portNumber"] {
+        assert!(endpoint.get(field).is_none(), "{field} in {endpoint}");
+    }
+    let rules = &sm.spec.endpoints[0].relabelings;
+    assert_eq!(
+        addresses(rules),
+        [("([^:]+)", "${1}:8080"), ("(.+:.+)", "[${1}]:8080")]
+    );
+    // Targets without a pod (no IP to rewrite) are dropped before the rewrite.
+    assert_eq!(rules[0].action.as_deref(), Some("keep"));
+    assert_eq!(rules[0].source_labels, ["__meta_kubernetes_pod_ip"]);
+    // Every target of a pod ends with the same labels, so Prometheus scrapes it once.
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.target_label.as_deref() == Some("container")
+                && r.source_labels.is_empty()
+                && r.replacement.as_deref() == Some("kserve-container")),
+        "{rules:?}"
+    );
+    assert_eq!(
+        endpoint["relabelings"][2],
+        json!({"sourceLabels": ["__meta_kubernetes_pod_ip"], "regex": "([^:]+)", "targetLabel": "__address__", "replacement": "${1}:8080"}),
+        "prometheus-operator's field names"
+    );
+}
+
 #[test]
 fn monitor_choices_port_path_and_platform_labels() {
     let settings = Settings {
@@ -600,8 +654,18 @@ fn monitor_choices_port_path_and_platform_labels() {
         labels[MANAGED_BY_LABEL], MANAGED_BY,
         "ownership label cannot be overridden"
     );
-    assert_eq!(pm.spec.pod_metrics_endpoints[0].port_number, 9000);
     assert_eq!(pm.spec.pod_metrics_endpoints[0].path, "/stats");
+    let rules = &pm.spec.pod_metrics_endpoints[0].relabelings;
+    assert_eq!(
+        addresses(rules),
+        [("([^:]+)", "${1}:9000"), ("(.+:.+)", "[${1}]:9000")]
+    );
+    assert!(
+        rules.iter().any(|r| r.action.as_deref() == Some("keep")
+            && r.source_labels == ["__meta_kubernetes_pod_container_name"]
+            && r.regex.as_deref() == Some("kserve-container")),
+        "only the model server container is scraped: {rules:?}"
+    );
     let sel = pm.spec.selector.match_labels.as_ref().unwrap();
     assert_eq!(sel[ISVC_LABEL], "qwen");
     assert_eq!(sel["component"], "predictor");

@@ -69,7 +69,7 @@ fn value_multiplies_by_ready_pods_and_average_value_ignores_readiness() {
 
 #[test]
 fn default_scale_up_is_four_pods_or_double_per_fifteen_seconds() {
-    let mut h = Hpa::new(1, 100, &Behavior::default());
+    let mut h = Hpa::new(1, 100, Some(&Behavior::default()), DOWNSCALE_STABILIZATION);
     let d = h.sync(0.0, 1, 1, 1, &[avg(40_000, 1000)]);
     assert_eq!(
         d,
@@ -91,7 +91,7 @@ fn default_scale_up_is_four_pods_or_double_per_fifteen_seconds() {
 
 #[test]
 fn default_scale_down_waits_for_the_300_second_window() {
-    let mut h = Hpa::new(1, 10, &Behavior::default());
+    let mut h = Hpa::new(1, 10, Some(&Behavior::default()), DOWNSCALE_STABILIZATION);
     assert_eq!(h.sync(0.0, 10, 10, 10, &[avg(10_000, 1000)]).desired, 10);
     let mut t = 15.0;
     while t < 300.0 {
@@ -117,12 +117,12 @@ fn docs_scale_down_policies_pick_the_largest_change_unless_min() {
         scale_up: None,
         scale_down: Some(down.clone()),
     };
-    let mut h = Hpa::new(1, 100, &b);
+    let mut h = Hpa::new(1, 100, Some(&b), DOWNSCALE_STABILIZATION);
     assert_eq!(h.sync(0.0, 80, 80, 80, &[avg(10_000, 1000)]).desired, 72);
     // Within the same minute nothing more may go.
     assert_eq!(h.sync(15.0, 72, 72, 72, &[avg(10_000, 1000)]).desired, 72);
     // Below 40 replicas the pods policy allows more: 30 -> 26, not 27.
-    let mut h = Hpa::new(1, 100, &b);
+    let mut h = Hpa::new(1, 100, Some(&b), DOWNSCALE_STABILIZATION);
     assert_eq!(h.sync(0.0, 30, 30, 30, &[avg(1000, 1000)]).desired, 26);
 
     let min = Behavior {
@@ -132,7 +132,7 @@ fn docs_scale_down_policies_pick_the_largest_change_unless_min() {
             ..down
         }),
     };
-    let mut h = Hpa::new(1, 100, &min);
+    let mut h = Hpa::new(1, 100, Some(&min), DOWNSCALE_STABILIZATION);
     assert_eq!(h.sync(0.0, 80, 80, 80, &[avg(10_000, 1000)]).desired, 76);
 }
 
@@ -142,7 +142,7 @@ fn disabled_direction_never_moves() {
         scale_up: Some(rules(None, SelectPolicy::Disabled, &[])),
         scale_down: Some(rules(Some(0), SelectPolicy::Disabled, &[])),
     };
-    let mut h = Hpa::new(1, 10, &b);
+    let mut h = Hpa::new(1, 10, Some(&b), DOWNSCALE_STABILIZATION);
     assert_eq!(h.sync(0.0, 3, 3, 3, &[avg(9000, 1000)]).desired, 3);
     assert_eq!(h.sync(15.0, 3, 3, 3, &[avg(1000, 1000)]).desired, 3);
 }
@@ -157,7 +157,7 @@ fn percent_scale_up_rounds_up() {
         )),
         scale_down: None,
     };
-    let mut h = Hpa::new(1, 10, &b);
+    let mut h = Hpa::new(1, 10, Some(&b), DOWNSCALE_STABILIZATION);
     assert_eq!(h.sync(0.0, 3, 3, 3, &[avg(9000, 1000)]).desired, 5);
 }
 
@@ -171,7 +171,7 @@ fn scale_up_window_takes_the_smallest_recent_recommendation() {
         )),
         scale_down: None,
     };
-    let mut h = Hpa::new(1, 20, &b);
+    let mut h = Hpa::new(1, 20, Some(&b), DOWNSCALE_STABILIZATION);
     // The initial recommendation (the current 2) holds the count for a minute.
     assert_eq!(h.sync(0.0, 2, 2, 2, &[avg(8000, 1000)]).desired, 2);
     assert_eq!(h.sync(45.0, 2, 2, 2, &[avg(8000, 1000)]).desired, 2);
@@ -180,7 +180,7 @@ fn scale_up_window_takes_the_smallest_recent_recommendation() {
 
 #[test]
 fn the_largest_metric_proposal_wins() {
-    let mut h = Hpa::new(1, 10, &Behavior::default());
+    let mut h = Hpa::new(1, 10, Some(&Behavior::default()), DOWNSCALE_STABILIZATION);
     let d = h.sync(
         0.0,
         2,
@@ -193,7 +193,7 @@ fn the_largest_metric_proposal_wins() {
 
 #[test]
 fn bounds_are_applied_without_metrics_and_zero_is_left_to_keda() {
-    let mut h = Hpa::new(2, 4, &Behavior::default());
+    let mut h = Hpa::new(2, 4, Some(&Behavior::default()), DOWNSCALE_STABILIZATION);
     let d = h.sync(0.0, 7, 7, 7, &[avg(0, 1000)]);
     assert_eq!(
         d,
@@ -225,14 +225,15 @@ fn bounds_are_applied_without_metrics_and_zero_is_left_to_keda() {
     let mut h = Hpa::new(
         2,
         4,
-        &Behavior {
+        Some(&Behavior {
             scale_up: None,
             scale_down: Some(rules(
                 Some(0),
                 SelectPolicy::Max,
                 &[(PolicyType::Percent, 100, 15)],
             )),
-        },
+        }),
+        DOWNSCALE_STABILIZATION,
     );
     assert_eq!(h.sync(0.0, 4, 4, 4, &[avg(0, 1000)]).desired, 2);
 }
@@ -245,4 +246,42 @@ fn keda_values_become_rounded_up_milli_quantities() {
     assert_eq!(to_milli(f64::NAN), 0);
     assert_eq!(to_milli(-3.0), 0);
     assert_eq!(to_milli(f64::INFINITY), 0);
+}
+
+#[test]
+fn without_behavior_scale_up_is_double_or_four_per_sync_with_no_period_memory() {
+    // horizontal.go normalizeDesiredReplicas / calculateScaleUpLimit: max(2 x current, 4),
+    // again at every sync, however recent the last scale-up.
+    let mut h = Hpa::new(1, 100, None, DOWNSCALE_STABILIZATION);
+    let mut current = 1;
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        let d = h.sync(
+            f64::from(i) * 15.0,
+            current,
+            current,
+            current,
+            &[avg(40_000, 1000)],
+        );
+        current = d.desired;
+        seen.push(current);
+    }
+    assert_eq!(seen, [4, 8, 16, 32, 40]);
+    // The same HPA with an (empty) behavior is held to 100 % or 4 pods per 15 s.
+    let mut b = Hpa::new(1, 100, Some(&Behavior::default()), DOWNSCALE_STABILIZATION);
+    assert_eq!(b.sync(0.0, 1, 1, 1, &[avg(40_000, 1000)]).desired, 5);
+}
+
+#[test]
+fn without_behavior_scale_down_takes_the_highest_recommendation_of_the_flag_window() {
+    let mut h = Hpa::new(1, 10, None, 60);
+    assert_eq!(h.sync(0.0, 1, 1, 1, &[avg(8000, 1000)]).desired, 4);
+    assert_eq!(h.sync(15.0, 4, 4, 4, &[avg(8000, 1000)]).desired, 8);
+    // The 8 recorded at 15 s holds until it is older than the 60 s window; no rate limit then.
+    assert_eq!(h.sync(30.0, 8, 8, 8, &[avg(1000, 1000)]).desired, 8);
+    assert_eq!(h.sync(75.0, 8, 8, 8, &[avg(1000, 1000)]).desired, 8);
+    let d = h.sync(90.0, 8, 8, 8, &[avg(1000, 1000)]);
+    assert_eq!((d.proposal, d.desired), (Some(1), 1));
+    // A zero proposal stops at min.
+    assert_eq!(h.sync(200.0, 3, 3, 3, &[avg(0, 1000)]).desired, 1);
 }
