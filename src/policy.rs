@@ -1,5 +1,5 @@
 //! Platform policy: cluster defaults, limits, per-namespace rules with an enforcement mode,
-//! required autoscaling, and exemptions. Parsing and checking are pure; `decide` wraps the
+//! required autoscaling, and exemptions. Parsing and checking are pure; `enforce` wraps the
 //! planner so render, admission and the controller apply the same policy.
 //!
 //! Precedence, strongest first (README, "Platform policy"):
@@ -566,7 +566,7 @@ pub struct Requester<'a> {
 
 /// Plans under the policy: applies required strategies and exemptions, plans with the
 /// namespace's settings, then checks limits according to each one's mode.
-pub fn decide(
+pub fn enforce(
     input: Input<'_>,
     effective: &Effective<'_>,
     requester: Option<Requester<'_>>,
