@@ -1,10 +1,13 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::json;
 
 use super::*;
+use crate::core::isvc::Isvc;
+use crate::core::plan::{Input, Plan, PlanError};
 use crate::core::resources::ScaledObject;
+use crate::core::settings::Settings;
 
 fn isvc(ns: &str, annotations: &[(&str, &str)], predictor: serde_json::Value) -> Isvc {
     let meta = ObjectMeta {
