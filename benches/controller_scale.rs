@@ -24,10 +24,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fake_api::{FakeApi, ISVC, SCALED_OBJECT, Verb};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use fake_api::{FakeApi, ISVC, SCALED_OBJECT, Verb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kserve-keda-webhook");
 

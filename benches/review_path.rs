@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
-use kserve_keda_webhook::server::{self, AppState, Readiness};
 use kserve_keda_webhook::core::settings::Settings;
+use kserve_keda_webhook::server::{self, AppState, Readiness};
 use tower::ServiceExt;
 
 #[path = "support/bodies.rs"]

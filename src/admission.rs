@@ -257,11 +257,11 @@ pub fn review(
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
 pub fn respond(request: Request, scaling: &Scaling) -> (Response, Outcome, Findings) {
     let mut findings = Findings::default();
-    let (response, outcome) = decide(request, scaling, &mut findings);
+    let (response, outcome) = answer(request, scaling, &mut findings);
     (response, outcome, findings)
 }
 
-fn decide(mut owned: Request, scaling: &Scaling, findings: &mut Findings) -> (Response, Outcome) {
+fn answer(mut owned: Request, scaling: &Scaling, findings: &mut Findings) -> (Response, Outcome) {
     // The objects are taken so their metadata can move into the planner's view.
     let (object, mut old_object) = (owned.object.take(), owned.old_object.take());
     let request = &owned;

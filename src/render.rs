@@ -94,7 +94,7 @@ fn render_one(
     })?;
     let label = format!("{}/{}", view.namespace, view.name);
     let plan = scaling
-        .decide(
+        .plan(
             Input {
                 isvc: &view,
                 old: None,

@@ -54,7 +54,7 @@ impl Scaling {
 
     /// Plans one InferenceService under the policy of its namespace. `requester` is the
     /// user of an admission request (None in render and the controller).
-    pub fn decide(
+    pub fn plan(
         &self,
         input: Input<'_>,
         requester: Option<Requester<'_>>,
@@ -63,7 +63,7 @@ impl Scaling {
     }
 
     /// Plans one admission request: the same decision, annotation changes, warnings and
-    /// findings as [`Scaling::decide`], without building the alert rule unless the object
+    /// findings as [`Scaling::plan`], without building the alert rule unless the object
     /// asks for alerts itself. Admission answers with annotations only; the rule is the
     /// controller's to apply, and building it was a fifth of a review's cost.
     pub fn admit(&self, input: Input<'_>, requester: Requester<'_>) -> Result<Plan, PlanError> {
@@ -80,7 +80,7 @@ impl Scaling {
         let labels = (self.labels)(&input.isvc.namespace);
         let mut effective = policy.resolve(&self.base, &input.isvc.namespace, &labels);
         effective.settings.alerts &= default_alerts;
-        policy::decide(input, &effective, requester)
+        policy::enforce(input, &effective, requester)
     }
 }
 
@@ -177,7 +177,7 @@ mod tests {
                 old: None,
                 live_deployment: None,
             };
-            let full = scaling.decide(input, Some(requester.clone()));
+            let full = scaling.plan(input, Some(requester.clone()));
             let admitted = scaling.admit(input, requester.clone());
             match (full, admitted) {
                 (Ok(full), Ok(admitted)) => {

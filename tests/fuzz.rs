@@ -509,7 +509,7 @@ proptest! {
                     let labels = BTreeMap::from([("team-type".to_string(), "research".to_string())]);
                     let eff = p.resolve(&Settings::default(), "lab", &labels);
                     let input = Input { isvc: &isvc, old: None, live_deployment: None };
-                    if let Ok(plan) = policy::decide(input, &eff, None) {
+                    if let Ok(plan) = policy::enforce(input, &eff, None) {
                         for w in &plan.warnings {
                             prop_assert!(w.len() <= 256, "{} chars: {w}", w.len());
                         }

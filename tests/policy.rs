@@ -239,7 +239,7 @@ fn max_of(scaling: &Scaling, max: &str) -> Result<u32, String> {
     };
     let view = kserve_keda_webhook::core::isvc::Isvc::from_parts(&meta, &json!({}), "a").unwrap();
     scaling
-        .decide(
+        .plan(
             Input {
                 isvc: &view,
                 old: None,

@@ -134,14 +134,14 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         old: Some(&isvc),
         live_deployment: live.as_deref(),
     };
-    let planned = ctx.scaling.decide(input, None)?;
+    let planned = ctx.scaling.plan(input, None)?;
 
     // Annotations exactly as admission writes them (admission cannot see the cluster, so it
     // plans without the live Deployment). Writing the same values means the webhook, which
     // sees this patch as an UPDATE, agrees with it instead of fighting over it.
     let admission_annotations = if live.is_some() {
         ctx.scaling
-            .decide(
+            .plan(
                 plan::Input {
                     live_deployment: None,
                     ..input

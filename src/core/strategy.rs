@@ -62,10 +62,14 @@ impl Strategy {
         Strategy::Custom,
     ];
 
-    pub const ALLOWED: &'static str =
-        "tokens, concurrency, queue, kv-cache, ttft, itl (alias tpot), gpu, power, custom";
+    /// The strategies as error messages list them, built from [`Strategy::ALL`] and each
+    /// one's alias when the crate is compiled, so a new strategy cannot be left out.
+    pub const ALLOWED: &'static str = match std::str::from_utf8(&ALLOWED_TEXT) {
+        Ok(text) => text,
+        Err(_) => panic!("strategy names are ASCII"),
+    };
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Strategy::Tokens => "tokens",
             Strategy::Concurrency => "concurrency",
@@ -79,12 +83,20 @@ impl Strategy {
         }
     }
 
-    /// Parses a strategy name; `tpot` is the older name of inter-token latency.
-    pub fn parse(s: &str) -> Option<Strategy> {
-        match s {
-            "tpot" => Some(Strategy::Itl),
-            _ => Strategy::ALL.into_iter().find(|k| k.as_str() == s),
+    /// Another name accepted for the strategy: `tpot` is the older name of inter-token
+    /// latency.
+    pub const fn alias(self) -> Option<&'static str> {
+        match self {
+            Strategy::Itl => Some("tpot"),
+            _ => None,
         }
+    }
+
+    /// Parses a strategy name or alias.
+    pub fn parse(s: &str) -> Option<Strategy> {
+        Strategy::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s || k.alias() == Some(s))
     }
 
     /// Per-replica target used when neither the user nor the platform gives one. The README
@@ -125,6 +137,47 @@ impl Strategy {
     pub fn uses_server_metrics(self) -> bool {
         !matches!(self, Strategy::Gpu | Strategy::Power | Strategy::Custom)
     }
+}
+
+const ALLOWED_LEN: usize = list_strategies(&mut []);
+const ALLOWED_TEXT: [u8; ALLOWED_LEN] = {
+    let mut text = [0; ALLOWED_LEN];
+    list_strategies(&mut text);
+    text
+};
+
+/// Writes "tokens, ..., itl (alias tpot), ..." into `out` as far as it fits and returns the
+/// full length, so one function both sizes the buffer and fills it (at compile time).
+const fn list_strategies(out: &mut [u8]) -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < Strategy::ALL.len() {
+        let strategy = Strategy::ALL[i];
+        if i > 0 {
+            len = push(out, len, ", ");
+        }
+        len = push(out, len, strategy.as_str());
+        if let Some(alias) = strategy.alias() {
+            len = push(out, len, " (alias ");
+            len = push(out, len, alias);
+            len = push(out, len, ")");
+        }
+        i += 1;
+    }
+    len
+}
+
+const fn push(out: &mut [u8], mut at: usize, text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if at < out.len() {
+            out[at] = bytes[i];
+        }
+        at += 1;
+        i += 1;
+    }
+    at
 }
 
 impl TryFrom<String> for Strategy {
@@ -440,6 +493,31 @@ mod tests {
         deployment: "qwen-predictor",
     };
     const PODS: &str = r#"namespace="llm",serving_kserve_io_inferenceservice="qwen",component="predictor",app="isvc.qwen-predictor""#;
+
+    #[test]
+    fn allowed_lists_every_strategy_once_in_order_with_its_alias() {
+        // The text users have seen in error messages since the list was written by hand.
+        assert_eq!(
+            Strategy::ALLOWED,
+            "tokens, concurrency, queue, kv-cache, ttft, itl (alias tpot), gpu, power, custom"
+        );
+        let listed: Vec<Strategy> = Strategy::ALLOWED
+            .split(", ")
+            .map(|entry| {
+                let (name, alias) = match entry.split_once(" (alias ") {
+                    Some((name, rest)) => (name, rest.strip_suffix(')')),
+                    None => (entry, None),
+                };
+                let strategy = Strategy::parse(name).unwrap();
+                assert_eq!(strategy.alias(), alias, "{entry}");
+                if let Some(alias) = alias {
+                    assert_eq!(Strategy::parse(alias), Some(strategy));
+                }
+                strategy
+            })
+            .collect();
+        assert_eq!(listed, Strategy::ALL);
+    }
 
     fn q(s: Strategy, r: Runtime) -> String {
         query(s, r, SCOPE, "2m").unwrap()

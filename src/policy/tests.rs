@@ -1,10 +1,13 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::json;
 
 use super::*;
+use crate::core::isvc::Isvc;
+use crate::core::plan::{Input, Plan, PlanError};
 use crate::core::resources::ScaledObject;
+use crate::core::settings::Settings;
 
 fn isvc(ns: &str, annotations: &[(&str, &str)], predictor: serde_json::Value) -> Isvc {
     let meta = ObjectMeta {
@@ -28,7 +31,7 @@ fn run(policy: &str, i: &Isvc, labels: &[(&str, &str)]) -> Result<Plan, PlanErro
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let eff = p.resolve(&Settings::default(), &i.namespace, &labels);
-    decide(
+    enforce(
         Input {
             isvc: i,
             old: None,
@@ -368,7 +371,7 @@ exemptions:
         live_deployment: None,
     };
     let user_groups = vec!["developers".to_string()];
-    let e = decide(
+    let e = enforce(
         input,
         &eff,
         Some(Requester {
@@ -384,7 +387,7 @@ exemptions:
     );
     let admin_groups = vec!["platform-admins".to_string()];
     assert!(
-        decide(
+        enforce(
             input,
             &eff,
             Some(Requester {
@@ -404,7 +407,7 @@ exemptions:
         live_deployment: None,
     };
     assert!(
-        decide(
+        enforce(
             updated,
             &eff,
             Some(Requester {
@@ -569,8 +572,8 @@ exemptions:
             groups: &[],
         })
     };
-    assert!(decide(input, &eff, by("system:serviceaccount:platform:deployer")).is_ok());
-    let e = decide(input, &eff, by("alice")).unwrap_err().to_string();
+    assert!(enforce(input, &eff, by("system:serviceaccount:platform:deployer")).is_ok());
+    let e = enforce(input, &eff, by("alice")).unwrap_err().to_string();
     assert!(
         e.contains("policy.scaling.io/exempt")
             && e.contains("system:serviceaccount:platform:deployer"),

@@ -105,7 +105,7 @@ pub fn plan(
     let name = format!("{}/{}", view.namespace, view.name);
     let prefix = scaling.prefix();
     let plan = scaling
-        .decide(
+        .plan(
             Input {
                 isvc: &view,
                 old: None,

@@ -867,7 +867,7 @@ fn the_policy_default_switches_the_prometheus_rule_off() {
         old: None,
         live_deployment: None,
     };
-    let p = scaling.decide(input, None).unwrap();
+    let p = scaling.plan(input, None).unwrap();
     assert!(p.monitor.is_some());
     assert!(p.rule.is_none());
 }
