@@ -14,7 +14,8 @@ M = "kserve_keda_webhook"
 
 def rule_groups(values=None):
     values = values or {}
-    merged = {**values, "metrics": {"prometheusRule": {"enabled": True}}}
+    rule_values = {**values.get("metrics", {}).get("prometheusRule", {}), "enabled": True}
+    merged = {**values, "metrics": {"prometheusRule": rule_values}}
     rule = one(render_values(merged), "PrometheusRule")
     return rule["spec"]["groups"]
 
@@ -66,25 +67,29 @@ CASES = dict([
           f'{M}_certificate_reloads_total{{{SEL}, result="success"}}': "0+1x40"},
          ["8m", "35m"], ["15m"], {"severity": "warning"}),
     case("KserveKedaWebhookNoLeader",
-         {f'kube_lease_renew_time{{lease="kserve-keda-webhook", namespace="{NAMESPACE}"}}': "0+60x10 600x30",
-          'kube_lease_renew_time{lease="kserve-keda-webhook", namespace="elsewhere"}': "0x40"},
-         ["8m", "14m"], ["25m"],
-         {"severity": "warning", "lease": "kserve-keda-webhook", "namespace": NAMESPACE}),
+         # Replica a leads for 10 minutes, then nobody does; b never leads. Another release's
+         # leader does not count.
+         {f'{M}_leader{{{SEL}, pod="a"}}': "1x10 0x30",
+          f'{M}_leader{{{SEL}, pod="b"}}': "0x40",
+          f'{M}_leader{{job="other", namespace="{NAMESPACE}", pod="c"}}': "1x40"},
+         ["8m", "14m"], ["25m"], {"severity": "warning"}),
     case("KserveKedaWebhookCertificateExpiresSoon",
-         # Expires 7 days and 1 hour after the start: inside the 7-day window from 1h on.
-         {'certmanager_certificate_expiration_timestamp_seconds{name="kkw-kserve-keda-webhook-serving-cert",'
-          f' namespace="{NAMESPACE}"}}': "608400x60",
-          'certmanager_certificate_expiration_timestamp_seconds{name="other", namespace="'
-          f'{NAMESPACE}"}}': "0x60"},
-         ["30m", "90m"], ["150m"],
-         {"severity": "warning", "name": "kkw-kserve-keda-webhook-serving-cert", "namespace": NAMESPACE},
+         # Replica a's certificate expires 7 days and 1 hour after the start: inside the 7-day
+         # window from 1h on; b's a year later; another job's at once.
+         {f'{M}_certificate_expiry_timestamp_seconds{{{SEL}, pod="a"}}': "608400x60",
+          f'{M}_certificate_expiry_timestamp_seconds{{{SEL}, pod="b"}}': "31536000x60",
+          f'{M}_certificate_expiry_timestamp_seconds{{job="other", namespace="{NAMESPACE}"}}': "0x60"},
+         ["30m", "90m"], ["150m"], {"severity": "warning"},
          interval="5m"),
 ])
 
 
 def test_every_alert_has_a_promtool_case():
-    rendered = set(alerts_of(rule_groups({"certs": {"mode": "certManager"}})))
-    assert rendered == set(CASES)
+    for mode in ("selfManaged", "certManager", "provided"):
+        values = {"certs": {"mode": mode}} if mode != "provided" else {
+            "certs": {"mode": mode, "provided": {"secretName": "mine", "caBundle": "Zm9v"}}}
+        rendered = set(alerts_of(rule_groups(values)))
+        assert rendered == set(CASES), mode
 
 
 def test_rules_pass_promtool_check(tmp_path):
@@ -118,12 +123,18 @@ def test_the_cases_can_fail(tmp_path):
 
 
 def test_alerts_follow_the_mode_and_values():
-    assert "KserveKedaWebhookCertificateExpiresSoon" not in alerts_of(rule_groups())
     assert "KserveKedaWebhookNoLeader" not in alerts_of(rule_groups({"controller": {"enabled": False}}))
+    # The description says what to do in each certificate mode.
+    self_managed = alerts_of(rule_groups())["KserveKedaWebhookCertificateExpiresSoon"]
+    cert_manager = alerts_of(rule_groups({"certs": {"mode": "certManager"}}))["KserveKedaWebhookCertificateExpiresSoon"]
+    assert "self-managed" in self_managed["annotations"]["description"]
+    assert "cert-manager" in cert_manager["annotations"]["description"]
+    days = alerts_of(rule_groups({"metrics": {"prometheusRule": {"certificateExpiryDays": 3}}}))
+    assert "< 3 * 86400" in days["KserveKedaWebhookCertificateExpiresSoon"]["expr"]
     objects = render_values({"metrics": {"prometheusRule": {
         "enabled": True, "namespace": "monitoring", "labels": {"release": "prometheus"},
         "additionalLabels": {"team": "ml"}, "severity": {"critical": "page", "warning": "ticket"},
-        "leaseStaleSeconds": 0}}})
+        "noLeaderMinutes": 0}}})
     rule = one(objects, "PrometheusRule")
     assert rule["metadata"]["namespace"] == "monitoring"
     assert rule["metadata"]["labels"]["release"] == "prometheus"
