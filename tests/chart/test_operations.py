@@ -4,7 +4,11 @@ relabelings, the Grafana dashboard (queries parsed by promtool), uninstall clean
 from __future__ import annotations
 
 import json
+import pathlib
 import re
+import xml.etree.ElementTree as ET
+
+import yaml
 
 from helm_render import CHART
 from promtool import check_rules
@@ -158,3 +162,18 @@ def test_helm_test_dry_runs_an_annotated_inference_service():
     assert role["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
                               "verbs": ["create"]}]
     assert render_hooks({"tests": {"enabled": False}}, "test") == []
+
+
+def test_chart_metadata_links_this_repository_and_an_icon_it_holds():
+    root = pathlib.Path(__file__).resolve().parents[2]
+    chart = yaml.safe_load((root / "charts" / "kserve-keda-webhook" / "Chart.yaml").read_text())
+    repo = chart["home"]
+    assert chart["sources"] == [repo]
+    assert all(m["url"] == repo for m in chart["maintainers"])
+    raw = repo.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
+    assert chart["icon"].startswith(raw), chart["icon"]
+    icon = root / chart["icon"][len(raw):]
+    assert icon.is_file(), f"{icon} is not in the repository"
+    svg = ET.parse(icon).getroot()
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    assert svg.get("viewBox") == "0 0 64 64"
