@@ -270,6 +270,31 @@ pub fn run(cfg: &Config, requests: &[Request]) -> Outcome {
     Outcome { timeline, summary }
 }
 
+/// Each trigger's value as reported, and as the HPA controller reads it (milli-quantities).
+pub fn read_triggers(
+    triggers: &[Trigger],
+    value: impl Fn(&Trigger) -> f64,
+) -> (Vec<TriggerValue>, Vec<Metric>) {
+    triggers
+        .iter()
+        .map(|tr| {
+            let v = value(tr);
+            let reported = TriggerValue {
+                name: tr.name.clone(),
+                value: v,
+                target: tr.target,
+                metric_type: tr.metric_type.as_str(),
+            };
+            let read = Metric {
+                metric_type: tr.metric_type,
+                usage_milli: hpa::to_milli(v),
+                target_milli: hpa::to_milli(tr.target),
+            };
+            (reported, read)
+        })
+        .unzip()
+}
+
 /// What KEDA does to the replicas at one poll, if anything: from zero to `max(min, 1)` when a
 /// trigger is active; to zero when `min` is 0 and the last active poll is more than
 /// `cooldown` seconds ago.
@@ -493,26 +518,7 @@ impl Sim<'_> {
     }
 
     fn hpa_sync(&mut self, t: f64) -> Tick {
-        let values: Vec<TriggerValue> = self
-            .cfg
-            .triggers
-            .iter()
-            .map(|tr| TriggerValue {
-                name: tr.name.clone(),
-                value: self.value(tr, t),
-                target: tr.target,
-                metric_type: tr.metric_type.as_str(),
-            })
-            .collect();
-        let metrics: Vec<Metric> = values
-            .iter()
-            .zip(&self.cfg.triggers)
-            .map(|(v, tr)| Metric {
-                metric_type: tr.metric_type,
-                usage_milli: hpa::to_milli(v.value),
-                target_milli: hpa::to_milli(tr.target),
-            })
-            .collect();
+        let (values, metrics) = read_triggers(&self.cfg.triggers, |tr| self.value(tr, t));
         let current = self.replicas();
         let ready = self.ready();
         let d = self

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::engine::{self, Config, TriggerValue};
-use super::hpa::{self, Hpa, Metric};
+use super::hpa::Hpa;
 
 /// Each trigger's value over time: a step function, 0 before its first point.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -149,25 +149,8 @@ pub fn run(cfg: &Config, signals: &Signals) -> Vec<Tick> {
             next_keda += cfg.polling_interval;
         }
         if next_hpa <= t {
-            let values: Vec<TriggerValue> = cfg
-                .triggers
-                .iter()
-                .map(|tr| TriggerValue {
-                    name: tr.name.clone(),
-                    value: signals.at(&tr.name, t),
-                    target: tr.target,
-                    metric_type: tr.metric_type.as_str(),
-                })
-                .collect();
-            let metrics: Vec<Metric> = values
-                .iter()
-                .zip(&cfg.triggers)
-                .map(|(v, tr)| Metric {
-                    metric_type: tr.metric_type,
-                    usage_milli: hpa::to_milli(v.value),
-                    target_milli: hpa::to_milli(tr.target),
-                })
-                .collect();
+            let (values, metrics) =
+                engine::read_triggers(&cfg.triggers, |tr| signals.at(&tr.name, t));
             let n = replicas as i32;
             let d = hpa.sync(t, n, n, n, &metrics);
             let current = replicas;
