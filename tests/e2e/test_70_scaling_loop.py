@@ -112,17 +112,22 @@ class Load:
         assert len(self._errors) < 20, f"the load could not be set: {self._errors[-3:]}"
 
 
+def observe(history: list[tuple[float, int]], ns: str, deployment: str) -> int:
+    """Reads spec.replicas and appends (wall-clock seconds, as Prometheus stamps samples; the
+    value) to `history` when it changed."""
+    n = replicas(ns, deployment)
+    if not history or history[-1][1] != n:
+        history.append((time.time(), n))
+    return n
+
+
 def watch(ns: str, deployment: str, done: Callable[[int], bool], what: str,
           timeout: float = 240) -> list[tuple[float, int]]:
-    """spec.replicas over time (wall-clock seconds, as Prometheus stamps samples; the value at
-    each change) until `done`."""
+    """spec.replicas over time (see `observe`) until `done`."""
     history: list[tuple[float, int]] = []
 
     def check() -> bool:
-        n = replicas(ns, deployment)
-        if not history or history[-1][1] != n:
-            history.append((time.time(), n))
-        return done(n)
+        return done(observe(history, ns, deployment))
 
     wait(f"{what} (replicas so far: {[n for _, n in history]})", check, timeout=timeout, every=0.25)
     return history
@@ -204,9 +209,7 @@ def settles(ns: str, deployment: str, n: int, timeout: float = 300) -> list[tupl
     history: list[tuple[float, int]] = []
 
     def check() -> bool:
-        now = replicas(ns, deployment)
-        if not history or history[-1][1] != now:
-            history.append((time.time(), now))
+        now = observe(history, ns, deployment)
         return now == n and time.time() - history[-1][0] >= 3 * HPA_SYNC
 
     wait(f"{deployment} settled at {n} (so far: {[v for _, v in history]})", check, timeout=timeout, every=0.25)
@@ -456,9 +459,7 @@ class Recorder:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                n = replicas(self.ns, self.deployment)
-                if not self.history or self.history[-1][1] != n:
-                    self.history.append((time.time(), n))
+                observe(self.history, self.ns, self.deployment)
             except Exception:  # a blip; the next poll records the change
                 pass
             self._stop.wait(0.2)
