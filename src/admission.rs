@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::{debug, info, warn};
 
 use crate::core::isvc::{self, Isvc};
@@ -110,17 +109,18 @@ impl Response {
 /// into a tree first, which is most of the cost of a review.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
+struct ReviewIn<'a> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    request: Option<Request>,
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request {
+pub struct Request<'a> {
     pub uid: String,
     pub kind: RequestKind,
     #[serde(default)]
@@ -130,10 +130,10 @@ pub struct Request {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
-    pub object: Option<Object>,
-    #[serde(default)]
-    pub old_object: Option<Object>,
+    #[serde(borrow, default)]
+    pub object: Option<Object<'a>>,
+    #[serde(borrow, default)]
+    pub old_object: Option<Object<'a>>,
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -162,22 +162,23 @@ pub struct UserInfo {
     pub groups: Option<Vec<String>>,
 }
 
-/// An InferenceService as the planner sees it. `spec` and `status` stay loose JSON: mutating
-/// webhooks run before schema validation, so a malformed spec must reach the planner's own
-/// field checks rather than fail decoding.
+/// An InferenceService as the planner sees it. `spec` and `status` stay JSON text, checked
+/// but not decoded here: mutating webhooks run before schema validation, so a malformed spec
+/// must reach the planner's own field checks rather than fail decoding, and the planner reads
+/// only a few fields of it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Object {
+pub struct Object<'a> {
     #[serde(default)]
     pub api_version: Option<String>,
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
     pub metadata: Meta,
-    #[serde(default)]
-    pub spec: Option<Value>,
-    #[serde(default)]
-    pub status: Option<Value>,
+    #[serde(borrow, default)]
+    pub spec: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub status: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,7 +191,7 @@ pub struct Meta {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-impl Object {
+impl Object<'_> {
     /// Why the object is not an InferenceService although the request says so, if it is not.
     /// An object that names no kind is taken as the request's.
     fn kind_mismatch(&self) -> Option<String> {
@@ -210,19 +211,14 @@ impl Object {
         })
     }
 
-    /// The planner's view; takes the metadata, which `from_fields` copies what it keeps of
-    /// (lending it a copy would copy every annotation twice).
+    /// The planner's view; takes the metadata, which the view keeps.
     fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
-        let meta = ObjectMeta {
-            name: self.metadata.name.take(),
-            namespace: self.metadata.namespace.take(),
-            annotations: self.metadata.annotations.take(),
-            ..ObjectMeta::default()
-        };
-        Isvc::from_fields(
-            &meta,
-            self.spec.as_ref().and_then(|s| s.get("predictor")),
-            self.status.as_ref().and_then(|s| s.get("deploymentMode")),
+        Isvc::from_text(
+            self.metadata.name.take(),
+            self.metadata.namespace.take(),
+            self.metadata.annotations.take(),
+            self.spec.map(RawValue::get),
+            self.status.map(RawValue::get),
             fallback_namespace,
         )
     }
@@ -255,13 +251,17 @@ pub fn review(
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
-pub fn respond(request: Request, scaling: &Scaling) -> (Response, Outcome, Findings) {
+pub fn respond(request: Request<'_>, scaling: &Scaling) -> (Response, Outcome, Findings) {
     let mut findings = Findings::default();
     let (response, outcome) = answer(request, scaling, &mut findings);
     (response, outcome, findings)
 }
 
-fn answer(mut owned: Request, scaling: &Scaling, findings: &mut Findings) -> (Response, Outcome) {
+fn answer(
+    mut owned: Request<'_>,
+    scaling: &Scaling,
+    findings: &mut Findings,
+) -> (Response, Outcome) {
     // The objects are taken so their metadata can move into the planner's view.
     let (object, mut old_object) = (owned.object.take(), owned.old_object.take());
     let request = &owned;
@@ -384,7 +384,7 @@ fn who(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(crate::core::text::clip_to(s, MAX))
 }
 
-fn deny(response: Response, message: String, request: &Request) -> (Response, Outcome) {
+fn deny(response: Response, message: String, request: &Request<'_>) -> (Response, Outcome) {
     warn!(
         name = %request.name, namespace = ?request.namespace, op = ?request.operation,
         uid = %who(&request.uid),

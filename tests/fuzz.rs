@@ -204,6 +204,48 @@ fn predictor() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Model containers as KServe takes them, well formed or not: the fields the planner reads
+/// from the spec besides `predictor()`'s.
+fn containers() -> impl Strategy<Value = Value> {
+    let resources = prop_oneof![
+        prop::collection::btree_map(
+            prop::sample::select(vec!["limits", "requests", "claims"]),
+            prop_oneof![
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["nvidia.com/gpu", "cpu", "gpu.intel.com/i915"]),
+                    json_value(),
+                    0..3
+                )
+                .prop_map(|m| json!(m)),
+                json_value(),
+            ],
+            0..3,
+        )
+        .prop_map(|m| json!(m)),
+        json_value(),
+    ];
+    let container = (
+        prop_oneof![
+            Just(json!("kserve-container")),
+            Just(json!("agent")),
+            json_value()
+        ],
+        prop_oneof![
+            prop::collection::vec(".{0,12}", 0..3).prop_map(|v| json!(v)),
+            json_value()
+        ],
+        resources,
+    )
+        .prop_map(|(name, args, resources)| {
+            json!({"name": name, "args": args, "command": ["python"], "resources": resources,
+                   "env": [{"name": "HF_HOME", "value": "/tmp"}]})
+        });
+    prop_oneof![
+        prop::collection::vec(container, 0..3).prop_map(Value::Array),
+        json_value(),
+    ]
+}
+
 /// DNS-1123-ish names, from short to far beyond the 54 characters a ScaledObject allows.
 fn dns_name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -372,6 +414,52 @@ proptest! {
     ) {
         let review = valid_review(json!(annotations));
         check_review_answer(&mutate(&review, &mutations));
+    }
+
+    /// Admission reads the spec from the request's JSON text, skipping what the planner does
+    /// not use; the controller and `render` read it from a decoded tree. Both must see the same
+    /// InferenceService, or give the same error for a malformed one.
+    #[test]
+    fn the_spec_read_from_text_is_the_spec_read_from_a_tree(
+        predictor in predictor(),
+        containers in prop::option::of(containers()),
+        model_resources in prop::option::of(json_value()),
+        status in prop_oneof![
+            Just(json!({"deploymentMode": "RawDeployment"})),
+            json_value().prop_map(|v| json!({"deploymentMode": v})),
+            json_value(),
+        ],
+        spec_not_object in prop::option::weighted(0.1, json_value()),
+    ) {
+        let mut predictor = predictor;
+        if let Some(c) = containers {
+            predictor["containers"] = c;
+        }
+        if let (Some(r), Some(model)) = (model_resources, predictor.get_mut("model")) {
+            model["resources"] = r;
+        }
+        let spec = spec_not_object.unwrap_or_else(|| json!({"predictor": predictor, "transformer": {"containers": []}}));
+        let annotations = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        let meta = ObjectMeta {
+            name: Some("m".into()),
+            annotations: Some(annotations.clone()),
+            ..ObjectMeta::default()
+        };
+        let (spec_text, status_text) = (spec.to_string(), status.to_string());
+        // Both read the same text, as both do in production (a float does not survive a
+        // round trip through text exactly).
+        let (spec, status): (Value, Value) =
+            (serde_json::from_str(&spec_text).unwrap(), serde_json::from_str(&status_text).unwrap());
+        let tree = Isvc::from_fields(&meta, spec.get("predictor"), status.get("deploymentMode"), "d");
+        let text = Isvc::from_text(
+            Some("m".into()),
+            None,
+            Some(annotations),
+            Some(&spec_text),
+            Some(&status_text),
+            "d",
+        );
+        prop_assert_eq!(text, tree);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::core::names;
 use crate::core::spec;
 use crate::core::text;
 
+mod typed;
+
 /// The label KServe puts on the pods and Services of an InferenceService.
 pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 
@@ -80,32 +82,65 @@ impl Isvc {
         status_deployment_mode: Option<&Value>,
         fallback_namespace: &str,
     ) -> Result<Isvc, FieldError> {
-        let name = meta.name.clone().unwrap_or_default();
+        Isvc::assemble(
+            meta.name.clone(),
+            meta.namespace.clone(),
+            meta.annotations.clone(),
+            || Predictor::from_value(predictor),
+            status_deployment_mode.and_then(Value::as_str),
+            fallback_namespace,
+        )
+    }
+
+    /// Builds the view from owned metadata and the JSON text of `spec` and `status`, as an
+    /// admission request carries them. Reads only the predictor's fields the planner uses;
+    /// the rest of the spec (env, volumes, other components) is skipped, not decoded. Takes the
+    /// metadata rather than copying it.
+    pub fn from_text(
+        name: Option<String>,
+        namespace: Option<String>,
+        annotations: Option<BTreeMap<String, String>>,
+        spec: Option<&str>,
+        status: Option<&str>,
+        fallback_namespace: &str,
+    ) -> Result<Isvc, FieldError> {
+        let mode = status.and_then(typed::deployment_mode);
+        Isvc::assemble(
+            name,
+            namespace,
+            annotations,
+            || spec.map_or(Ok(Predictor::default()), Predictor::from_spec_text),
+            mode.as_deref(),
+            fallback_namespace,
+        )
+    }
+
+    fn assemble(
+        name: Option<String>,
+        namespace: Option<String>,
+        annotations: Option<BTreeMap<String, String>>,
+        predictor: impl FnOnce() -> Result<Predictor, FieldError>,
+        status_deployment_mode: Option<&str>,
+        fallback_namespace: &str,
+    ) -> Result<Isvc, FieldError> {
+        let name = name.unwrap_or_default();
         if name.is_empty() {
             return Err(FieldError {
                 field: "metadata.name".into(),
                 problem: "is empty; a fixed name is required because the generated ScaledObject and monitor are named after it (generateName is not supported)".into(),
             });
         }
-        let namespace = meta
-            .namespace
-            .clone()
+        let namespace = namespace
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| fallback_namespace.to_string());
-        let predictor = match predictor {
-            None | Some(Value::Null) => Predictor::default(),
-            Some(p) => Predictor::from_json(p)?,
-        };
-        let status_deployment_mode = status_deployment_mode
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
         Ok(Isvc {
             name,
             namespace,
-            annotations: meta.annotations.clone().unwrap_or_default(),
-            predictor,
-            status_deployment_mode,
+            annotations: annotations.unwrap_or_default(),
+            predictor: predictor()?,
+            status_deployment_mode: status_deployment_mode
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
         })
     }
 }
@@ -151,6 +186,28 @@ impl Isvc {
 }
 
 impl Predictor {
+    fn from_value(p: Option<&Value>) -> Result<Predictor, FieldError> {
+        match p {
+            None | Some(Value::Null) => Ok(Predictor::default()),
+            Some(p) => Predictor::from_json(p),
+        }
+    }
+
+    /// The predictor from the JSON text of `spec`. A well-formed predictor is decoded straight
+    /// into the fields read; anything else (a wrong type anywhere in those fields, a duplicate
+    /// key) goes the tree path, whose answer is the same for well-formed input and which names
+    /// the bad field otherwise.
+    fn from_spec_text(spec: &str) -> Result<Predictor, FieldError> {
+        if let Some(p) = typed::predictor(spec) {
+            return Ok(p);
+        }
+        let tree: Value = serde_json::from_str(spec).map_err(|e| FieldError {
+            field: "spec".into(),
+            problem: format!("cannot be read: {e}"),
+        })?;
+        Predictor::from_value(tree.get("predictor"))
+    }
+
     fn from_json(p: &Value) -> Result<Predictor, FieldError> {
         let field = |f: &str| format!("spec.predictor.{f}");
         let mut args = Vec::new();

@@ -1,0 +1,226 @@
+//! The fast path from JSON text: the predictor's fields the planner reads, decoded straight
+//! into their types with everything else skipped. It only answers for well-formed input;
+//! `None` sends the caller to the tree path, which gives the same answer for well-formed
+//! input and names the field otherwise. Building a tree of the whole spec (every env entry,
+//! volume and argument) was most of the cost of a review.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use super::Predictor;
+use crate::core::spec::MAX_INT32;
+
+/// `T` read from a JSON object only. Serde would also fill a struct from an array, by
+/// position, where the tree path sees no fields at all.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(PhantomData)).map(Obj)
+    }
+}
+
+#[derive(Deserialize)]
+struct Spec<'a> {
+    #[serde(borrow, default)]
+    predictor: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PredictorText<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    min_replicas: Option<u32>,
+    #[serde(default)]
+    max_replicas: Option<u32>,
+    #[serde(borrow, default)]
+    model: Option<Obj<Container<'a>>>,
+    #[serde(borrow, default)]
+    containers: Option<Vec<Obj<Container<'a>>>>,
+    #[serde(borrow, default)]
+    annotations: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
+    #[serde(default)]
+    auto_scaling: Option<IgnoredAny>,
+    #[serde(default)]
+    scale_metric: Option<IgnoredAny>,
+    #[serde(default)]
+    scale_target: Option<IgnoredAny>,
+    #[serde(default)]
+    container_concurrency: Option<IgnoredAny>,
+}
+
+/// The model spec or one container: the same fields are read from both.
+#[derive(Deserialize)]
+struct Container<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    resources: Option<Obj<Resources<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Resources<'a> {
+    #[serde(borrow, default)]
+    limits: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
+    #[serde(borrow, default)]
+    requests: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
+}
+
+impl Resources<'_> {
+    fn ask_gpu(&self) -> bool {
+        [&self.limits, &self.requests]
+            .into_iter()
+            .flatten()
+            .any(|m| m.keys().any(|k| k.contains("gpu")))
+    }
+}
+
+/// `spec.predictor` of the JSON text of a spec, when it is well formed.
+pub(super) fn predictor(spec: &str) -> Option<Predictor> {
+    let Obj(spec) = serde_json::from_str::<Obj<Spec>>(spec).ok()?;
+    let Some(raw) = spec.predictor else {
+        return Some(Predictor::default());
+    };
+    let Obj(p) = serde_json::from_str::<Obj<PredictorText>>(raw.get()).ok()?;
+    let replicas = |n: Option<u32>| match n {
+        Some(n) if n > MAX_INT32 => None,
+        n => Some(n),
+    };
+    let mut args = Vec::new();
+    let mut requests_gpu = false;
+    if let Some(Obj(model)) = p.model {
+        args.extend(model.args.into_iter().flatten());
+        args.extend(model.command.into_iter().flatten());
+        requests_gpu |= model.resources.is_some_and(|Obj(r)| r.ask_gpu());
+    }
+    for Obj(c) in p.containers.into_iter().flatten() {
+        requests_gpu |= c.resources.as_ref().is_some_and(|Obj(r)| r.ask_gpu());
+        if c.name.as_deref() == Some("kserve-container") {
+            args.extend(c.args.into_iter().flatten());
+            args.extend(c.command.into_iter().flatten());
+        }
+    }
+    let ignored_scaling_fields = [
+        ("autoScaling", p.auto_scaling.is_some()),
+        ("scaleMetric", p.scale_metric.is_some()),
+        ("scaleTarget", p.scale_target.is_some()),
+        ("containerConcurrency", p.container_concurrency.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
+    Some(Predictor {
+        name: p.name.filter(|n| !n.is_empty()).map(Cow::into_owned),
+        min_replicas: replicas(p.min_replicas)?,
+        max_replicas: replicas(p.max_replicas)?,
+        args,
+        ignored_scaling_fields,
+        annotation_keys: p
+            .annotations
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.into_owned())
+            .collect(),
+        requests_gpu,
+    })
+}
+
+/// `status.deploymentMode` of the JSON text of a status, when it is a string.
+pub(super) fn deployment_mode(status: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Status<'a> {
+        #[serde(borrow, default)]
+        deployment_mode: Option<Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Obj<Status>>(status) {
+        Ok(Obj(s)) => s.deployment_mode.map(Cow::into_owned),
+        // Not an object, or a field of another type: read it the loose way, as the tree
+        // path does.
+        Err(_) => serde_json::from_str::<serde_json::Value>(status)
+            .ok()?
+            .get("deploymentMode")?
+            .as_str()
+            .map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Well-formed predictors take this path (or the speed-up is lost without any test
+    /// noticing); anything the types do not fit leaves it to the tree path.
+    #[test]
+    fn answers_for_well_formed_predictors_only() {
+        let model = json!({"predictor": {"name": "main", "minReplicas": 1, "maxReplicas": 4,
+            "model": {"modelFormat": {"name": "huggingface"}, "args": ["--a"], "command": ["vllm"],
+                      "env": [{"name": "X", "value": "1"}],
+                      "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+            "containers": [{"name": "kserve-container", "args": ["--b"]},
+                           {"name": "agent", "args": ["--c"], "resources": {"requests": {"cpu": 1}}}],
+            "annotations": {"k": "v"}, "scaleMetric": "rps", "autoScaling": null}});
+        let p = predictor(&model.to_string()).expect("the fast path");
+        assert_eq!(p.name.as_deref(), Some("main"));
+        assert_eq!((p.min_replicas, p.max_replicas), (Some(1), Some(4)));
+        assert_eq!(p.args, ["--a", "vllm", "--b"]);
+        assert_eq!(p.ignored_scaling_fields, ["scaleMetric"]);
+        assert_eq!(p.annotation_keys, ["k"]);
+        assert!(p.requests_gpu);
+        assert_eq!(predictor("{}"), Some(Predictor::default()));
+        for bad in [
+            json!({"predictor": {"minReplicas": "1"}}),
+            json!({"predictor": {"maxReplicas": 2147483648u64}}),
+            json!({"predictor": {"model": {"args": [1]}}}),
+            json!({"predictor": {"containers": {"name": "kserve-container"}}}),
+            json!({"predictor": "model"}),
+            json!({"predictor": ["main", 1, 2]}),
+            json!({"predictor": {"containers": [["kserve-container", ["--x"]]]}}),
+            json!({"predictor": {"model": [null, ["--x"]]}}),
+            json!([{"name": "main"}]),
+            json!([]),
+        ] {
+            assert_eq!(predictor(&bad.to_string()), None, "{bad}");
+        }
+        // A duplicate key is left to the tree path, which keeps the last one.
+        assert_eq!(
+            predictor(r#"{"predictor": {"minReplicas": 1, "minReplicas": 2}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn deployment_mode_is_read_only_when_a_string() {
+        assert_eq!(
+            deployment_mode(r#"{"deploymentMode": "RawDeployment", "url": 1}"#).as_deref(),
+            Some("RawDeployment")
+        );
+        assert_eq!(deployment_mode(r#"{"deploymentMode": 3}"#), None);
+        assert_eq!(deployment_mode("[]"), None);
+        assert_eq!(deployment_mode(r#"["Serverless"]"#), None);
+    }
+}
