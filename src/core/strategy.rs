@@ -255,16 +255,15 @@ pub const POD_TARGET_LABELS: [&str; 3] = ["serving.kserve.io/inferenceservice", 
 /// target: every character outside `[a-zA-Z0-9_]` turns into `_`
 /// (`serving.kserve.io/inferenceservice` -> `serving_kserve_io_inferenceservice`).
 pub fn prometheus_label(kubernetes_label: &str) -> String {
-    kubernetes_label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    kubernetes_label.chars().map(prometheus_char).collect()
+}
+
+fn prometheus_char(c: char) -> char {
+    if c.is_ascii_alphanumeric() || c == '_' {
+        c
+    } else {
+        '_'
+    }
 }
 
 /// `value` as a PromQL double-quoted string literal. Every value that comes from an object
@@ -273,6 +272,12 @@ pub fn prometheus_label(kubernetes_label: &str) -> String {
 /// regex metacharacter (`|`, `+`, `.`) can widen a match.
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
+    push_quoted(&mut out, value);
+    out
+}
+
+/// [`quote`], appended to `out` (a selector is built from several without a copy of each).
+fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars() {
         match c {
@@ -281,12 +286,15 @@ pub fn quote(value: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c if c.is_control() => {
+                use std::fmt::Write;
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
     out.push('"');
-    out
 }
 
 /// The pods one query may see: the predictor Deployment's pods in one namespace.
@@ -301,14 +309,16 @@ impl Scope<'_> {
     /// Matchers for the model server's own series, by the pod labels the generated monitor
     /// copies onto them. Exact for every name: no pod-name pattern is involved.
     pub fn server_matchers(&self) -> String {
-        let values = [
-            self.isvc.to_string(),
-            "predictor".to_string(),
-            format!("isvc.{}", self.deployment),
-        ];
-        let mut out = format!("namespace={}", quote(self.namespace));
+        let deployment = ["isvc.", self.deployment].concat();
+        let values = [self.isvc, "predictor", &deployment];
+        let mut out = String::with_capacity(160);
+        out.push_str("namespace=");
+        push_quoted(&mut out, self.namespace);
         for (label, value) in POD_TARGET_LABELS.iter().zip(values) {
-            out.push_str(&format!(",{}={}", prometheus_label(label), quote(&value)));
+            out.push(',');
+            out.extend(label.chars().map(prometheus_char));
+            out.push('=');
+            push_quoted(&mut out, value);
         }
         out
     }
