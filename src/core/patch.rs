@@ -91,7 +91,15 @@ pub fn annotations_json(
     if ops.is_empty() {
         return Ok(None);
     }
-    serde_json::to_vec(&ops).map(Some)
+    // An operation is about 80 bytes plus its key and value; a buffer sized up front is not
+    // grown (and copied) several times while writing.
+    let guess: usize = changes
+        .iter()
+        .map(|(k, v)| 96 + k.len() + v.as_ref().map_or(0, String::len))
+        .sum();
+    let mut out = Vec::with_capacity(guess);
+    serde_json::to_writer(&mut out, &ops)?;
+    Ok(Some(out))
 }
 
 #[derive(Serialize)]
