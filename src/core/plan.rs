@@ -384,16 +384,18 @@ fn trigger(
     window: &str,
     address: &str,
 ) -> Result<(ScaleTrigger, alerts::Trigger), PlanError> {
-    let prefix = settings.prefix.clone();
+    // Copied only for an error: this runs for every trigger of every review.
+    let prefix = || settings.prefix.clone();
     let (query, metric_type) = if s == Strategy::Custom {
-        let q = spec.query.clone().ok_or(PlanError::CustomWithoutQuery {
-            prefix: prefix.clone(),
-        })?;
+        let q = spec
+            .query
+            .clone()
+            .ok_or_else(|| PlanError::CustomWithoutQuery { prefix: prefix() })?;
         (q, spec.metric_type.unwrap_or(MetricType::AverageValue))
     } else {
         let q = strategy::query(s, spec.runtime, scope, window).map_err(|source| {
             PlanError::Unsupported {
-                prefix: prefix.clone(),
+                prefix: prefix(),
                 source,
             }
         })?;
@@ -404,7 +406,7 @@ fn trigger(
         .get(&s)
         .copied()
         .or_else(|| settings.default_target(s))
-        .ok_or(PlanError::CustomWithoutTarget { prefix })?;
+        .ok_or_else(|| PlanError::CustomWithoutTarget { prefix: prefix() })?;
 
     let mut metadata = BTreeMap::from([
         ("serverAddress".to_string(), address.to_string()),
