@@ -12,7 +12,6 @@ use std::marker::PhantomData;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 
 use super::Predictor;
 use crate::core::spec::MAX_INT32;
@@ -40,7 +39,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
 #[derive(Deserialize)]
 struct Spec<'a> {
     #[serde(borrow, default)]
-    predictor: Option<&'a RawValue>,
+    predictor: Option<Obj<PredictorText<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -101,10 +100,9 @@ impl Resources<'_> {
 /// `spec.predictor` of the JSON text of a spec, when it is well formed.
 pub(super) fn predictor(spec: &str) -> Option<Predictor> {
     let Obj(spec) = serde_json::from_str::<Obj<Spec>>(spec).ok()?;
-    let Some(raw) = spec.predictor else {
+    let Some(Obj(p)) = spec.predictor else {
         return Some(Predictor::default());
     };
-    let Obj(p) = serde_json::from_str::<Obj<PredictorText>>(raw.get()).ok()?;
     let replicas = |n: Option<u32>| match n {
         Some(n) if n > MAX_INT32 => None,
         n => Some(n),
