@@ -251,19 +251,25 @@ impl MetricType {
 /// that Deployment's pods whatever their (possibly truncated) names.
 pub const POD_TARGET_LABELS: [&str; 3] = ["serving.kserve.io/inferenceservice", "component", "app"];
 
+/// [`POD_TARGET_LABELS`] as [`prometheus_label`] names them on the series, spelled out once
+/// for the selectors every trigger builds.
+const PROMETHEUS_POD_TARGET_LABELS: [&str; 3] =
+    ["serving_kserve_io_inferenceservice", "component", "app"];
+
 /// The Prometheus label a Kubernetes label becomes when prometheus-operator copies it onto a
 /// target: every character outside `[a-zA-Z0-9_]` turns into `_`
 /// (`serving.kserve.io/inferenceservice` -> `serving_kserve_io_inferenceservice`).
 pub fn prometheus_label(kubernetes_label: &str) -> String {
-    kubernetes_label.chars().map(prometheus_char).collect()
-}
-
-fn prometheus_char(c: char) -> char {
-    if c.is_ascii_alphanumeric() || c == '_' {
-        c
-    } else {
-        '_'
-    }
+    kubernetes_label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `value` as a PromQL double-quoted string literal. Every value that comes from an object
@@ -279,6 +285,15 @@ pub fn quote(value: &str) -> String {
 /// [`quote`], appended to `out` (a selector is built from several without a copy of each).
 fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
+    // Names of Kubernetes objects never need escaping; copy them whole.
+    if !value
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -314,9 +329,9 @@ impl Scope<'_> {
         let mut out = String::with_capacity(160);
         out.push_str("namespace=");
         push_quoted(&mut out, self.namespace);
-        for (label, value) in POD_TARGET_LABELS.iter().zip(values) {
+        for (label, value) in PROMETHEUS_POD_TARGET_LABELS.iter().zip(values) {
             out.push(',');
-            out.extend(label.chars().map(prometheus_char));
+            out.push_str(label);
             out.push('=');
             push_quoted(&mut out, value);
         }
@@ -531,6 +546,13 @@ mod tests {
 
     fn q(s: Strategy, r: Runtime) -> String {
         query(s, r, SCOPE, "2m").unwrap()
+    }
+
+    #[test]
+    fn the_spelled_out_label_names_are_prometheus_operators() {
+        for (k8s, prom) in POD_TARGET_LABELS.iter().zip(PROMETHEUS_POD_TARGET_LABELS) {
+            assert_eq!(prometheus_label(k8s), prom);
+        }
     }
 
     #[test]
