@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::{debug, info, warn};
 
-use crate::core::isvc::{self, Isvc};
+use crate::core::isvc::{self, Isvc, SpecFields, StatusFields};
 use crate::core::patch;
 use crate::core::plan::Input;
 use crate::policy::Requester;
@@ -121,18 +121,17 @@ impl Response {
 /// into a tree first, which is most of the cost of a review.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
+struct ReviewIn<O> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(borrow)]
-    request: Option<Request<'a>>,
+    request: Option<Request<O>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request<'a> {
+pub struct Request<O> {
     pub uid: String,
     pub kind: RequestKind,
     #[serde(default)]
@@ -142,10 +141,10 @@ pub struct Request<'a> {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(borrow, default)]
-    pub object: Option<Object<'a>>,
-    #[serde(borrow, default)]
-    pub old_object: Option<Object<'a>>,
+    #[serde(default = "none")]
+    pub object: Option<O>,
+    #[serde(default = "none")]
+    pub old_object: Option<O>,
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -174,23 +173,42 @@ pub struct UserInfo {
     pub groups: Option<Vec<String>>,
 }
 
-/// An InferenceService as the planner sees it. `spec` and `status` stay JSON text, checked
-/// but not decoded here: mutating webhooks run before schema validation, so a malformed spec
-/// must reach the planner's own field checks rather than fail decoding, and the planner reads
-/// only a few fields of it.
-#[derive(Debug, Default, Deserialize)]
+/// `Option`'s default without asking the object type for one.
+fn none<O>() -> Option<O> {
+    None
+}
+
+/// An InferenceService as the planner sees it, with `spec` and `status` in one of two forms.
+/// Mutating webhooks run before schema validation, so a malformed spec must reach the
+/// planner's own field checks rather than fail decoding:
+/// - [`Decoded`]: the spec's fields the planner reads, typed, in the request's own pass
+///   (every well-formed request);
+/// - [`Textual`]: spec and status kept as JSON text, for a request the types do not fit.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Object<'a> {
+pub struct Object<S, T> {
     #[serde(default)]
     pub api_version: Option<String>,
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
     pub metadata: Meta,
-    #[serde(borrow, default)]
-    pub spec: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub status: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    pub spec: Option<S>,
+    #[serde(default = "none")]
+    pub status: Option<T>,
+}
+
+pub type Decoded<'a> = Object<SpecFields<'a>, StatusFields>;
+pub type Textual<'a> = Object<&'a RawValue, &'a RawValue>;
+
+/// How the planner's view is made from either form of [`Object`].
+pub trait View {
+    /// Why the object is not an InferenceService although the request says so, if it is not.
+    fn kind_mismatch(&self) -> Option<String>;
+    fn has_annotations(&self) -> bool;
+    /// The planner's view; takes the metadata, which the view keeps.
+    fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError>;
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,10 +221,8 @@ pub struct Meta {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-impl Object<'_> {
-    /// Why the object is not an InferenceService although the request says so, if it is not.
-    /// An object that names no kind is taken as the request's.
-    fn kind_mismatch(&self) -> Option<String> {
+impl<S, T> Object<S, T> {
+    fn kind_mismatch_of(&self) -> Option<String> {
         let group = self
             .api_version
             .as_deref()
@@ -222,8 +238,34 @@ impl Object<'_> {
             )
         })
     }
+}
 
-    /// The planner's view; takes the metadata, which the view keeps.
+impl View for Decoded<'_> {
+    fn kind_mismatch(&self) -> Option<String> {
+        self.kind_mismatch_of()
+    }
+    fn has_annotations(&self) -> bool {
+        self.metadata.annotations.is_some()
+    }
+    fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
+        Isvc::from_decoded(
+            self.metadata.name.take(),
+            self.metadata.namespace.take(),
+            self.metadata.annotations.take(),
+            self.spec.take(),
+            self.status.take(),
+            fallback_namespace,
+        )
+    }
+}
+
+impl View for Textual<'_> {
+    fn kind_mismatch(&self) -> Option<String> {
+        self.kind_mismatch_of()
+    }
+    fn has_annotations(&self) -> bool {
+        self.metadata.annotations.is_some()
+    }
     fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
         Isvc::from_text(
             self.metadata.name.take(),
@@ -251,10 +293,22 @@ pub fn review(
     // Checking the UTF-8 of the whole body once is cheaper than serde_json checking each
     // string it reads; a body that is not UTF-8 is read from bytes for serde_json's message,
     // which says where.
-    let review: ReviewIn = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text)?,
-        Err(_) => serde_json::from_slice(body)?,
+    let Ok(text) = std::str::from_utf8(body) else {
+        return answer_review(serde_json::from_slice::<ReviewIn<Textual>>(body)?, scaling);
     };
+    // One pass for every well-formed request. One the spec's types do not fit is read again
+    // with the spec as text, for the planner's field checks (and a body that is not JSON,
+    // for serde_json's message).
+    match serde_json::from_str::<ReviewIn<Decoded>>(text) {
+        Ok(review) => answer_review(review, scaling),
+        Err(_) => answer_review(serde_json::from_str::<ReviewIn<Textual>>(text)?, scaling),
+    }
+}
+
+fn answer_review<O: View>(
+    review: ReviewIn<O>,
+    scaling: &Scaling,
+) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError> {
     if review.kind != "AdmissionReview" {
         return Err(AdmissionError::Kind(crate::core::text::clip(&review.kind)));
     }
@@ -269,14 +323,14 @@ pub fn review(
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
-pub fn respond(request: Request<'_>, scaling: &Scaling) -> (Response, Outcome, Findings) {
+pub fn respond<O: View>(request: Request<O>, scaling: &Scaling) -> (Response, Outcome, Findings) {
     let mut findings = Findings::default();
     let (response, outcome) = answer(request, scaling, &mut findings);
     (response, outcome, findings)
 }
 
-fn answer(
-    mut owned: Request<'_>,
+fn answer<O: View>(
+    mut owned: Request<O>,
     scaling: &Scaling,
     findings: &mut Findings,
 ) -> (Response, Outcome) {
@@ -308,7 +362,7 @@ fn answer(
         );
     }
     let namespace = request.namespace.as_deref().unwrap_or("default");
-    let had_annotations = object.metadata.annotations.is_some();
+    let had_annotations = object.has_annotations();
     let new = match object.view(namespace) {
         Ok(v) => v,
         Err(e) => return deny(response, e.to_string(), request),
@@ -402,7 +456,7 @@ fn who(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(crate::core::text::clip_to(s, MAX))
 }
 
-fn deny(response: Response, message: String, request: &Request<'_>) -> (Response, Outcome) {
+fn deny<O>(response: Response, message: String, request: &Request<O>) -> (Response, Outcome) {
     warn!(
         name = %request.name, namespace = ?request.namespace, op = ?request.operation,
         uid = %who(&request.uid),
@@ -428,6 +482,143 @@ fn deny(response: Response, message: String, request: &Request<'_>) -> (Response
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settings::Settings;
+    use serde_json::{Value, json};
+
+    fn review_of(operation: &str, object: Value, old: Value) -> String {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "kind": {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService"},
+            "name": "m", "namespace": "llm", "operation": operation,
+            "userInfo": {"username": "alice", "groups": ["dev"]},
+            "object": object, "oldObject": old, "dryRun": false}})
+        .to_string()
+    }
+
+    fn isvc(annotations: Value, predictor: Value, status: Value) -> Value {
+        json!({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+               "metadata": {"name": "m", "annotations": annotations},
+               "spec": {"predictor": predictor, "transformer": {"containers": [{"name": "t"}]}},
+               "status": status})
+    }
+
+    /// A well-formed request is read in one pass with the spec typed; the answer must be the
+    /// one the spec-as-text reading gives, byte for byte.
+    #[test]
+    fn both_readings_of_a_request_answer_alike() {
+        let scaling = Scaling::from(Settings::default());
+        let model = json!({"minReplicas": 1, "maxReplicas": 3, "model": {
+            "modelFormat": {"name": "huggingface"}, "args": ["--max-model-len=4096"],
+            "env": [{"name": "A", "value": "1"}],
+            "resources": {"limits": {"nvidia.com/gpu": "1"}}}});
+        let sglang = json!({"minReplicas": 0, "containers": [
+            {"name": "kserve-container", "command": ["python", "-m", "sglang.launch_server"],
+             "resources": {"requests": {"amd.com/gpu": 1}}},
+            {"name": "agent", "args": ["--x"]}], "scaleMetric": "concurrency",
+            "annotations": {"autoscaling.knative.dev/target": "5"}});
+        let annotated =
+            json!({"scaling.io/strategy": "tokens,queue", "scaling.io/max-replicas": "8"});
+        let raw = json!({"serving.kserve.io/deploymentMode": "RawDeployment",
+                         "scaling.io/strategy": "queue"});
+        let cases = [
+            review_of(
+                "CREATE",
+                isvc(annotated.clone(), model.clone(), Value::Null),
+                Value::Null,
+            ),
+            review_of(
+                "CREATE",
+                isvc(json!({"team": "a"}), model.clone(), Value::Null),
+                Value::Null,
+            ),
+            review_of(
+                "CREATE",
+                isvc(Value::Null, model.clone(), Value::Null),
+                Value::Null,
+            ),
+            review_of(
+                "CREATE",
+                isvc(raw.clone(), sglang.clone(), Value::Null),
+                Value::Null,
+            ),
+            review_of(
+                "CREATE",
+                isvc(
+                    json!({"scaling.io/strategy": "nonsense"}),
+                    model.clone(),
+                    Value::Null,
+                ),
+                Value::Null,
+            ),
+            review_of(
+                "UPDATE",
+                isvc(
+                    raw.clone(),
+                    sglang.clone(),
+                    json!({"deploymentMode": "RawDeployment"}),
+                ),
+                isvc(
+                    raw,
+                    model,
+                    json!({"deploymentMode": "RawDeployment", "url": "http://m"}),
+                ),
+            ),
+        ];
+        // The stored object's mode comes from its status: KServe fixed Serverless at creation.
+        let serverless = json!({"deploymentMode": "Serverless"});
+        let cases = cases.into_iter().chain([review_of(
+            "UPDATE",
+            isvc(
+                json!({"scaling.io/strategy": "queue"}),
+                sglang.clone(),
+                serverless.clone(),
+            ),
+            isvc(json!({"team": "a"}), sglang, serverless),
+        )]);
+        for text in cases {
+            let one_pass = serde_json::from_str::<ReviewIn<Decoded>>(&text)
+                .unwrap_or_else(|e| panic!("{e}: {text}"));
+            let as_text = serde_json::from_str::<ReviewIn<Textual>>(&text).unwrap();
+            let (a, b) = (
+                answer_review(one_pass, &scaling).unwrap(),
+                answer_review(as_text, &scaling).unwrap(),
+            );
+            assert_eq!(a.0, b.0, "{text}");
+            assert_eq!((a.1, a.2), (b.1, b.2), "{text}");
+        }
+    }
+
+    /// Input the types do not fit leaves the one-pass reading, and the answer names the field.
+    #[test]
+    fn a_spec_the_types_do_not_fit_is_read_as_text() {
+        let scaling = Scaling::from(Settings::default());
+        let annotated = json!({"scaling.io/strategy": "queue"});
+        for (predictor, field) in [
+            (json!({"minReplicas": "2"}), "spec.predictor.minReplicas"),
+            (
+                json!({"maxReplicas": 2147483648u64}),
+                "spec.predictor.maxReplicas",
+            ),
+            (
+                json!({"model": {"args": [1]}}),
+                "spec.predictor.model.args[0]",
+            ),
+        ] {
+            let text = review_of(
+                "CREATE",
+                isvc(annotated.clone(), predictor, Value::Null),
+                Value::Null,
+            );
+            assert!(
+                serde_json::from_str::<ReviewIn<Decoded>>(&text).is_err(),
+                "{text}"
+            );
+            let (body, outcome, _) = review(text.as_bytes(), &scaling).unwrap();
+            assert_eq!(outcome, Outcome::Denied);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let message = v["response"]["status"]["message"].as_str().unwrap();
+            assert!(message.starts_with(field), "{message}");
+        }
+    }
 
     #[test]
     fn logged_names_are_escaped_and_cut_like_clip_to() {

@@ -14,6 +14,8 @@ use crate::core::text;
 
 mod typed;
 
+pub use typed::{SpecFields, StatusFields};
+
 /// The label KServe puts on the pods and Services of an InferenceService.
 pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
 
@@ -110,6 +112,27 @@ impl Isvc {
             namespace,
             annotations,
             || spec.map_or(Ok(Predictor::default()), Predictor::from_spec_text),
+            mode.as_deref(),
+            fallback_namespace,
+        )
+    }
+
+    /// Builds the view from owned metadata and the spec and status already decoded in the
+    /// request's own pass (every well-formed request; see [`SpecFields`]).
+    pub fn from_decoded(
+        name: Option<String>,
+        namespace: Option<String>,
+        annotations: Option<BTreeMap<String, String>>,
+        spec: Option<SpecFields<'_>>,
+        status: Option<StatusFields>,
+        fallback_namespace: &str,
+    ) -> Result<Isvc, FieldError> {
+        let mode = status.and_then(|StatusFields(m)| m);
+        Isvc::assemble(
+            name,
+            namespace,
+            annotations,
+            || Ok(spec.map(SpecFields::into_predictor).unwrap_or_default()),
             mode.as_deref(),
             fallback_namespace,
         )

@@ -1,8 +1,11 @@
 //! The fast path from JSON text: the predictor's fields the planner reads, decoded straight
-//! into their types with everything else skipped. It only answers for well-formed input;
-//! `None` sends the caller to the tree path, which gives the same answer for well-formed
+//! into their types with everything else skipped. It only decodes well-formed input; a
+//! failure sends the caller to the tree path, which gives the same answer for well-formed
 //! input and names the field otherwise. Building a tree of the whole spec (every env entry,
 //! volume and argument) was most of the cost of a review.
+//!
+//! [`SpecFields`] and [`StatusFields`] can be decoded as part of a larger document (an
+//! AdmissionReview), so a well-formed request is read in one pass.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -36,10 +39,49 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     }
 }
 
+/// The fields of `spec` the planner reads, when well formed.
+pub struct SpecFields<'a>(Spec<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for SpecFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Obj::deserialize(d).map(|Obj(s)| SpecFields(s))
+    }
+}
+
+/// `status.deploymentMode`, when the status is an object and the mode a string or absent.
+pub struct StatusFields(pub(super) Option<String>);
+
+impl<'de> Deserialize<'de> for StatusFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Status<'a> {
+            #[serde(borrow, default)]
+            deployment_mode: Option<Cow<'a, str>>,
+        }
+        Obj::<Status>::deserialize(d)
+            .map(|Obj(s)| StatusFields(s.deployment_mode.map(Cow::into_owned)))
+    }
+}
+
 #[derive(Deserialize)]
 struct Spec<'a> {
     #[serde(borrow, default)]
     predictor: Option<Obj<PredictorText<'a>>>,
+}
+
+/// A replica count as the tree path accepts it: a whole number up to the int32 maximum.
+struct Replicas(u32);
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n > MAX_INT32 {
+            // The tree path words the message; this one only ends the fast path.
+            return Err(serde::de::Error::custom("above int32"));
+        }
+        Ok(Replicas(n))
+    }
 }
 
 #[derive(Deserialize)]
@@ -48,9 +90,9 @@ struct PredictorText<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(default)]
-    min_replicas: Option<u32>,
+    min_replicas: Option<Replicas>,
     #[serde(default)]
-    max_replicas: Option<u32>,
+    max_replicas: Option<Replicas>,
     #[serde(borrow, default)]
     model: Option<Obj<Container<'a>>>,
     #[serde(borrow, default)]
@@ -99,63 +141,60 @@ impl Resources<'_> {
 
 /// `spec.predictor` of the JSON text of a spec, when it is well formed.
 pub(super) fn predictor(spec: &str) -> Option<Predictor> {
-    let Obj(spec) = serde_json::from_str::<Obj<Spec>>(spec).ok()?;
-    let Some(Obj(p)) = spec.predictor else {
-        return Some(Predictor::default());
-    };
-    let replicas = |n: Option<u32>| match n {
-        Some(n) if n > MAX_INT32 => None,
-        n => Some(n),
-    };
-    let mut args = Vec::new();
-    let mut requests_gpu = false;
-    if let Some(Obj(model)) = p.model {
-        args.extend(model.args.into_iter().flatten());
-        args.extend(model.command.into_iter().flatten());
-        requests_gpu |= model.resources.is_some_and(|Obj(r)| r.ask_gpu());
-    }
-    for Obj(c) in p.containers.into_iter().flatten() {
-        requests_gpu |= c.resources.as_ref().is_some_and(|Obj(r)| r.ask_gpu());
-        if c.name.as_deref() == Some("kserve-container") {
-            args.extend(c.args.into_iter().flatten());
-            args.extend(c.command.into_iter().flatten());
+    serde_json::from_str::<SpecFields>(spec)
+        .ok()
+        .map(SpecFields::into_predictor)
+}
+
+impl SpecFields<'_> {
+    pub(super) fn into_predictor(self) -> Predictor {
+        let Some(Obj(p)) = self.0.predictor else {
+            return Predictor::default();
+        };
+        let mut args = Vec::new();
+        let mut requests_gpu = false;
+        if let Some(Obj(model)) = p.model {
+            args.extend(model.args.into_iter().flatten());
+            args.extend(model.command.into_iter().flatten());
+            requests_gpu |= model.resources.is_some_and(|Obj(r)| r.ask_gpu());
+        }
+        for Obj(c) in p.containers.into_iter().flatten() {
+            requests_gpu |= c.resources.as_ref().is_some_and(|Obj(r)| r.ask_gpu());
+            if c.name.as_deref() == Some("kserve-container") {
+                args.extend(c.args.into_iter().flatten());
+                args.extend(c.command.into_iter().flatten());
+            }
+        }
+        let ignored_scaling_fields = [
+            ("autoScaling", p.auto_scaling.is_some()),
+            ("scaleMetric", p.scale_metric.is_some()),
+            ("scaleTarget", p.scale_target.is_some()),
+            ("containerConcurrency", p.container_concurrency.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        Predictor {
+            name: p.name.filter(|n| !n.is_empty()).map(Cow::into_owned),
+            min_replicas: p.min_replicas.map(|Replicas(n)| n),
+            max_replicas: p.max_replicas.map(|Replicas(n)| n),
+            args,
+            ignored_scaling_fields,
+            annotation_keys: p
+                .annotations
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.into_owned())
+                .collect(),
+            requests_gpu,
         }
     }
-    let ignored_scaling_fields = [
-        ("autoScaling", p.auto_scaling.is_some()),
-        ("scaleMetric", p.scale_metric.is_some()),
-        ("scaleTarget", p.scale_target.is_some()),
-        ("containerConcurrency", p.container_concurrency.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(key, set)| set.then_some(key))
-    .collect();
-    Some(Predictor {
-        name: p.name.filter(|n| !n.is_empty()).map(Cow::into_owned),
-        min_replicas: replicas(p.min_replicas)?,
-        max_replicas: replicas(p.max_replicas)?,
-        args,
-        ignored_scaling_fields,
-        annotation_keys: p
-            .annotations
-            .into_iter()
-            .flatten()
-            .map(|(k, _)| k.into_owned())
-            .collect(),
-        requests_gpu,
-    })
 }
 
 /// `status.deploymentMode` of the JSON text of a status, when it is a string.
 pub(super) fn deployment_mode(status: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Status<'a> {
-        #[serde(borrow, default)]
-        deployment_mode: Option<Cow<'a, str>>,
-    }
-    match serde_json::from_str::<Obj<Status>>(status) {
-        Ok(Obj(s)) => s.deployment_mode.map(Cow::into_owned),
+    match serde_json::from_str::<StatusFields>(status) {
+        Ok(StatusFields(mode)) => mode,
         // Not an object, or a field of another type: read it the loose way, as the tree
         // path does.
         Err(_) => serde_json::from_str::<serde_json::Value>(status)
