@@ -587,6 +587,37 @@ mod tests {
         }
     }
 
+    /// Depth beyond serde_json's 128 levels (valid JSON) in a field the planner does not read
+    /// is skipped like the rest of that field; in one it reads, the review is denied naming
+    /// the spec rather than refused as an undecodable body.
+    #[test]
+    fn depth_matters_only_in_fields_the_planner_reads() {
+        let scaling = Scaling::from(Settings::default());
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for (predictor, outcome) in [
+            (json!({"model": {"env": "DEEP"}}), Outcome::Patched),
+            (json!({"model": {"args": "DEEP"}}), Outcome::Denied),
+        ] {
+            let annotations = json!({"scaling.io/strategy": "queue"});
+            let text = review_of(
+                "CREATE",
+                isvc(annotations, predictor, Value::Null),
+                Value::Null,
+            )
+            .replace("\"DEEP\"", &deep);
+            let (body, got, _) = review(text.as_bytes(), &scaling).unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(got, outcome, "{v}");
+            if outcome == Outcome::Denied {
+                let message = v["response"]["status"]["message"].as_str().unwrap();
+                assert!(
+                    message.starts_with("spec: cannot be read: recursion limit"),
+                    "{message}"
+                );
+            }
+        }
+    }
+
     /// Input the types do not fit leaves the one-pass reading, and the answer names the field.
     #[test]
     fn a_spec_the_types_do_not_fit_is_read_as_text() {
