@@ -261,7 +261,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         ),
     ];
     for (k, v) in records {
-        plan.annotations.insert(format!("{prefix}/{k}"), v);
+        plan.annotations.insert([prefix, "/", k].concat(), v);
     }
     plan.annotations
         .retain(|k, v| isvc.annotations.get(k) != v.as_ref());
