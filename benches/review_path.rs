@@ -49,7 +49,7 @@ fn main() {
         .open("/dev/null")
         .expect("open /dev/null");
     // The setup `serve` runs, at its default level and format.
-    logging::init(LogFormat::Json, "info", devnull).expect("logging");
+    let _logs = logging::init(LogFormat::Json, "info", devnull).expect("logging");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

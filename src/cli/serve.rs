@@ -151,7 +151,8 @@ fn every(seconds: u64) -> Duration {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    logging::init(args.log_format, &args.log_level, std::io::stderr())?;
+    // Held to the end: dropping it writes out the last lines.
+    let _logs = logging::init(args.log_format, &args.log_level, std::io::stderr())?;
     let settings = args.planning.settings()?;
     check_leader_election(&args)?;
     let self_managed = self_managed_config(&args)?;
