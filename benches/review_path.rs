@@ -18,6 +18,7 @@ use std::time::Instant;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use kserve_keda_webhook::core::settings::Settings;
+use kserve_keda_webhook::logging::{self, LogFormat};
 use kserve_keda_webhook::server::{self, AppState, Readiness};
 use tower::ServiceExt;
 
@@ -47,12 +48,8 @@ fn main() {
         .write(true)
         .open("/dev/null")
         .expect("open /dev/null");
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::sync::Mutex::new(devnull))
-        .json()
-        .flatten_event(true)
-        .init();
+    // The setup `serve` runs, at its default level and format.
+    let _logs = logging::init(LogFormat::Json, "info", devnull).expect("logging");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,8 +8,8 @@
 //!   labels)
 //! - [`policy`]: the platform policy file and the decision it drives
 //! - [`core`]: the pure planning model (no I/O, no clock)
-//! - [`metrics`] and [`reload`]: the Prometheus registry and the file watcher, shared by the
-//!   shells
+//! - [`metrics`], [`reload`] and [`logging`]: the Prometheus registry, the file watcher and the
+//!   log setup, shared by the shells
 
 pub mod core;
 pub mod policy;
@@ -22,5 +22,6 @@ pub mod server;
 pub mod simulate;
 pub mod tls;
 
+pub mod logging;
 pub mod metrics;
 pub mod reload;

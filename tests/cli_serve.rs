@@ -98,6 +98,10 @@ async fn self_signed_serve_answers_reviews_and_stops_on_sigterm() {
     }
     let exited = exited.expect("exits within 5 s of SIGTERM");
     assert!(exited.success(), "clean exit on SIGTERM: {exited:?}");
+    // Lines leave through a writer thread and a buffer; none is held back at the exit.
+    let last = rx.iter().last().expect("lines after the admission record");
+    let last: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["message"], "stopped");
 }
 
 #[test]

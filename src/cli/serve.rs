@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use kserve_keda_webhook::controller::ControllerOptions;
 use kserve_keda_webhook::core::text::duration;
+use kserve_keda_webhook::logging::{self, LogFormat};
 use kserve_keda_webhook::scaling::{self, Scaling};
 use kserve_keda_webhook::server::listener::{self, CertFiles, ServeOptions};
 use kserve_keda_webhook::server::{AppState, Readiness};
@@ -21,12 +22,6 @@ use super::{cluster, policy};
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CertMode {
     SelfManaged,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Json,
-    Text,
 }
 
 #[derive(Args)]
@@ -156,7 +151,8 @@ fn every(seconds: u64) -> Duration {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format, &args.log_level)?;
+    // Held to the end: dropping it writes out the last lines.
+    let _logs = logging::init(args.log_format, &args.log_level, std::io::stderr())?;
     let settings = args.planning.settings()?;
     check_leader_election(&args)?;
     let self_managed = self_managed_config(&args)?;
@@ -342,19 +338,6 @@ fn self_signed(args: &ServeArgs) -> anyhow::Result<CertFiles> {
         key,
         reload_interval: every(args.cert_reload_interval),
     })
-}
-
-fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("--log-level: '{filter}' is not a valid filter"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    }
-    .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
 #[cfg(test)]

@@ -48,6 +48,11 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
 }
 
+/// Largest read buffer per connection (hyper's default grows to about 400 KiB). A body is
+/// read in pieces of at most this size, each keeping its buffer alive until the body is
+/// whole; request heads must fit (the API server's are well under 1 KiB).
+const READ_BUFFER: usize = 32 * 1024;
+
 /// Binds a TCP listener; with port 0 the kernel picks one (see `local_addr`).
 pub fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     let l = TcpListener::bind(addr).map_err(|source| ServeError::Listen {
@@ -99,7 +104,8 @@ pub async fn run(
         .http_builder()
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(5));
+        .header_read_timeout(Duration::from_secs(5))
+        .max_buf_size(READ_BUFFER);
     let app = server::router(state.clone());
     let mut tls_task = tokio::spawn(server.serve(app.into_make_service()));
 
