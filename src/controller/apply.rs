@@ -317,7 +317,7 @@ async fn apply_one(
             let unchanged = cache::cached_digest(&cached)
                 .is_some_and(|d| ctx.is_verified(uid, want.kind, want.digest, d));
             if unchanged {
-                return Ok((false, cached.data.get("status").cloned()));
+                return Ok((false, cache::cached_status(&cached)));
             }
             true
         }

@@ -116,8 +116,8 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         .ok_or(Error::Incomplete("metadata.uid"))?;
     let prefix = ctx.scaling.prefix();
     let prefix = prefix.as_str();
-    let isvc = Isvc::from_parts(&obj.metadata, &obj.data, &ns)
-        .map_err(|e| Error::Plan(plan::PlanError::Field(e)))?;
+    let isvc =
+        super::cache::isvc_view(obj, &ns).map_err(|e| Error::Plan(plan::PlanError::Field(e)))?;
     let wants = isvc
         .annotations
         .contains_key(&format!("{prefix}/{}", keys::STRATEGY));
