@@ -1285,6 +1285,28 @@ async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
     let replica = start(&api, "a");
     api.create(ISVC, NS, stored_isvc("m", json!({})));
     converged_on(&api, "m").await;
+    // A generated object edited by hand is read before it is repaired (the cache only says
+    // it changed).
+    let read_after_edit = |res: fake_api::Res| {
+        let api = api.clone();
+        async move {
+            let name = api.list(res, NS)[0]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            api.edit(res, NS, &name, |o| {
+                o["metadata"]["labels"]["edited"] = json!("yes")
+            });
+            eventually("read after a hand edit", || {
+                api.seen()
+                    .iter()
+                    .any(|s| s.plural == res.plural && s.verb == Verb::Get)
+            })
+            .await;
+        }
+    };
+    read_after_edit(SERVICE_MONITOR).await;
+    read_after_edit(PROMETHEUS_RULE).await;
     api.create(DEPLOYMENT, NS, deployment("m", "m-predictor-default"));
     eventually("retargeted", || {
         names(&api, SCALED_OBJECT) == ["m-predictor-default"]
@@ -1297,6 +1319,7 @@ async fn the_controllers_api_calls_are_the_ones_the_chart_grants() {
         names(&api, POD_MONITOR) == ["m-predictor-default"]
     })
     .await;
+    read_after_edit(POD_MONITOR).await;
     // The same repair twice: the second event is a repeat.
     for _ in 0..2 {
         api.delete(SCALED_OBJECT, NS, "m-predictor-default");

@@ -300,7 +300,9 @@ fn check_claim(
 /// checked in this leadership term: deciding whether it still holds the plan takes the whole
 /// object (`contains`), which the cache does not keep. A name absent from the cache is
 /// applied at once, unless this term applied it already (the cache may not have seen that
-/// write yet; the live read avoids writing it, and reporting it, twice).
+/// write yet; the live read avoids writing it, and reporting it, twice). The cache holds
+/// every object of the kind, so a person's object is in it unless it was created within the
+/// watch's delay: the same kind of window as between a GET and the apply that follows it.
 async fn apply_one(
     ctx: &Context,
     store: &Store<DynamicObject>,
