@@ -3,17 +3,19 @@
 //! the name, and ours that it no longer asks for deleted.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::DynamicObject;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::cache::{self, ScopeCaches};
 use super::context::Context;
 use super::ownership::{Claim, claim, stale};
 use super::{Error, Kind};
 use crate::core::names::FIELD_MANAGER;
-use crate::core::plan::{ISVC_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Plan};
+use crate::core::plan::Plan;
 use crate::core::resources::Monitor;
 use crate::core::spec::keys;
 
@@ -26,6 +28,8 @@ pub(super) struct Desired {
     kind: Kind,
     name: String,
     body: Value,
+    /// Of the body as applied, to recognise a live object already checked against it.
+    digest: u64,
 }
 
 /// `generation`: the InferenceService's `metadata.generation`, recorded on the ScaledObject as
@@ -53,6 +57,7 @@ pub(super) fn desired_objects(
                 json!(g.to_string()),
             );
         }
+        so.digest = cache::digest(&so.body);
         out.push(so);
     }
     match &planned.monitor {
@@ -88,7 +93,13 @@ fn finish(kind: Kind, mut body: Value, owner: &OwnerReference, prefix: &str) -> 
         );
         meta.insert("ownerReferences".into(), json!([owner]));
     }
-    Desired { kind, name, body }
+    let digest = cache::digest(&body);
+    Desired {
+        kind,
+        name,
+        body,
+        digest,
+    }
 }
 
 /// SHA-256 of the planned object's JSON (keys sorted), first 16 bytes in hex.
@@ -125,9 +136,11 @@ pub(super) struct Outcome {
 
 /// Brings the generated objects of every kind to the plan: deletes ours that are no longer
 /// planned, applies the planned ones. A conflict on one kind does not stop the others; an
-/// API error stops the reconcile (it is retried).
+/// API error stops the reconcile (it is retried). What exists is read from the watch caches;
+/// see `apply_one` for the one read that may go to the API server.
 pub(super) async fn sync_objects(
     ctx: &Context,
+    caches: &ScopeCaches,
     obj: &DynamicObject,
     ns: &str,
     isvc_name: &str,
@@ -136,33 +149,30 @@ pub(super) async fn sync_objects(
 ) -> Result<Outcome, Error> {
     let mut outcome = Outcome::default();
     let mut first_error = None;
-    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{ISVC_LABEL}={isvc_name}");
     for kind in Kind::ALL {
+        let want = desired.iter().find(|d| d.kind == kind);
+        // Only kinds served when leadership was won are watched and cached.
+        let Some(store) = caches.owned(kind) else {
+            report_missing_api(ctx, obj, uid, kind, want.is_some()).await?;
+            continue;
+        };
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), ns, &kind.resource());
-        let want = desired.iter().find(|d| d.kind == kind);
-        let existing = match api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(l) => l.items,
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                report_missing_api(ctx, obj, uid, kind, want.is_some()).await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let existing = cache::labelled_for(store, ns, isvc_name);
         let wanted = want.map(|w| w.name.as_str());
-        for meta in stale(existing.iter().map(|m| &m.metadata), uid, wanted) {
-            if delete_one(&api, meta).await? {
+        for meta in stale(existing.iter(), uid, wanted) {
+            if delete_one(ctx, &api, meta).await? {
                 let name = meta.name.as_deref().unwrap_or_default();
                 outcome
                     .changed
                     .push(format!("deleted {} {name}", kind.as_str()));
             }
         }
-        let Some(want) = want else { continue };
-        match apply_one(&api, want, isvc_name, uid, ns).await {
+        let Some(want) = want else {
+            ctx.set_verified(uid, kind, None);
+            continue;
+        };
+        match apply_one(ctx, store, &api, want, isvc_name, uid, ns).await {
             Ok((changed, status)) => {
                 outcome.present.push(kind);
                 if kind == Kind::ScaledObject {
@@ -238,7 +248,11 @@ async fn report_missing_api(
 /// Deletes one stale object, only if it is still the object we saw (uid precondition).
 /// Returns whether it was deleted; gone already, or replaced by a new object we must not
 /// touch, is not an error.
-async fn delete_one(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<bool, Error> {
+async fn delete_one(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    meta: &ObjectMeta,
+) -> Result<bool, Error> {
     let dp = DeleteParams {
         preconditions: Some(Preconditions {
             uid: meta.uid.clone(),
@@ -247,6 +261,7 @@ async fn delete_one(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<bool,
         ..DeleteParams::default()
     };
     let name = meta.name.as_deref().unwrap_or_default();
+    ctx.throttle.acquire().await;
     match api.delete(name, &dp).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
@@ -254,42 +269,85 @@ async fn delete_one(api: &Api<DynamicObject>, meta: &ObjectMeta) -> Result<bool,
     }
 }
 
+/// Whose the object holding the planned name is; an error unless it is ours.
+fn check_claim(
+    meta: &ObjectMeta,
+    want: &Desired,
+    uid: &str,
+    isvc_name: &str,
+    ns: &str,
+) -> Result<(), Error> {
+    match claim(meta, uid, isvc_name) {
+        Claim::Ours => Ok(()),
+        Claim::Predecessor => Err(Error::AwaitingCollection {
+            kind: want.kind.as_str(),
+            name: want.name.clone(),
+        }),
+        Claim::Foreign => Err(Error::NotOwned {
+            kind: want.kind.as_str(),
+            namespace: ns.to_string(),
+            name: want.name.clone(),
+        }),
+    }
+}
+
 /// Applies one object unless a person's object of that name is in the way. Returns whether
 /// anything was written, and the live object's `status`.
+///
+/// The cache (every object of the kind, trimmed) answers whose the name is and, through the
+/// digest, whether the object changed since it was last seen to hold the plan; then nothing
+/// is read or written. The live object is read only when it did change, or was never
+/// checked in this leadership term: deciding whether it still holds the plan takes the whole
+/// object (`contains`), which the cache does not keep. A name absent from the cache is
+/// applied at once, unless this term applied it already (the cache may not have seen that
+/// write yet; the live read avoids writing it, and reporting it, twice). The cache holds
+/// every object of the kind, so a person's object is in it unless it was created within the
+/// watch's delay: the same kind of window as between a GET and the apply that follows it.
 async fn apply_one(
+    ctx: &Context,
+    store: &Store<DynamicObject>,
     api: &Api<DynamicObject>,
     want: &Desired,
     isvc_name: &str,
     uid: &str,
     ns: &str,
 ) -> Result<(bool, Option<Value>), Error> {
-    let mut status = None;
-    if let Some(live) = api.get_opt(&want.name).await? {
-        match claim(&live.metadata, uid, isvc_name) {
-            Claim::Ours => {}
-            Claim::Predecessor => {
-                return Err(Error::AwaitingCollection {
-                    kind: want.kind.as_str(),
-                    name: want.name.clone(),
-                });
+    let key = ObjectRef::new_with(&want.name, want.kind.resource()).within(ns);
+    let read_live = match store.get(&key) {
+        Some(cached) => {
+            check_claim(&cached.metadata, want, uid, isvc_name, ns)?;
+            let unchanged = cache::cached_digest(&cached)
+                .is_some_and(|d| ctx.is_verified(uid, want.kind, want.digest, d));
+            if unchanged {
+                return Ok((false, cache::cached_status(&cached)));
             }
-            Claim::Foreign => {
-                return Err(Error::NotOwned {
-                    kind: want.kind.as_str(),
-                    namespace: ns.to_string(),
-                    name: want.name.clone(),
-                });
-            }
+            true
         }
-        status = live.data.get("status").cloned();
-        let live_json = serde_json::to_value(&live).map_err(Error::Serialize)?;
-        if contains(&live_json, &want.body) {
-            return Ok((false, status));
+        None => ctx.was_verified(uid, want.kind, want.digest),
+    };
+    let mut status = None;
+    if read_live {
+        ctx.throttle.acquire().await;
+        if let Some(live) = api.get_opt(&want.name).await? {
+            check_claim(&live.metadata, want, uid, isvc_name, ns)?;
+            status = live.data.get("status").cloned();
+            let live_json = serde_json::to_value(&live).map_err(Error::Serialize)?;
+            if contains(&live_json, &want.body) {
+                ctx.set_verified(uid, want.kind, Some((want.digest, cache::digest_of(&live))));
+                return Ok((false, status));
+            }
         }
     }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&want.name, &pp, &Patch::Apply(&want.body))
+    ctx.throttle.acquire().await;
+    let applied = api
+        .patch(&want.name, &pp, &Patch::Apply(&want.body))
         .await?;
+    ctx.set_verified(
+        uid,
+        want.kind,
+        Some((want.digest, cache::digest_of(&applied))),
+    );
     Ok((true, status))
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::core::DynamicObject;
@@ -12,7 +12,9 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
 
 use super::Kind;
+use super::cache::ScopeCaches;
 use super::reconciler::isvc_resource;
+use super::throttle::Throttle;
 use crate::core::text;
 use crate::metrics::{KindLabels, Metrics};
 use crate::scaling::Scaling;
@@ -27,6 +29,9 @@ pub struct Context {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub timeout: Duration,
+    pub throttle: Throttle,
+    /// The watch caches, per scope, once the leadership term has set them up.
+    caches: OnceLock<Vec<ScopeCaches>>,
     state: Mutex<State>,
 }
 
@@ -39,6 +44,10 @@ pub(super) struct State {
     reported: HashMap<(String, &'static str), (u64, Instant)>,
     /// Generated objects per InferenceService uid, for the `managed_objects` gauge.
     managed: HashMap<String, Vec<Kind>>,
+    /// Per InferenceService uid and kind: the digest of the object planned and of the live
+    /// object last seen to contain it. While the cached object still has that digest and the
+    /// plan is the same, nothing needs reading or writing.
+    verified: HashMap<(String, Kind), (u64, u64)>,
 }
 
 impl Context {
@@ -58,6 +67,8 @@ impl Context {
             retry_base: opts.retry_base,
             retry_max: opts.retry_max,
             timeout: opts.reconcile_timeout,
+            throttle: Throttle::new(opts.api_qps, opts.api_burst),
+            caches: OnceLock::new(),
             state: Mutex::new(State::default()),
         }
     }
@@ -72,6 +83,7 @@ impl Context {
         let mut st = self.state();
         st.managed.retain(|uid, _| alive(uid));
         st.reported.retain(|(uid, _), _| alive(uid));
+        st.verified.retain(|(uid, _), _| alive(uid));
         self.publish_gauge(&st);
     }
 
@@ -80,6 +92,41 @@ impl Context {
         let mut st = self.state();
         st.managed.clear();
         self.publish_gauge(&st);
+    }
+
+    pub(super) fn set_caches(&self, caches: Vec<ScopeCaches>) {
+        // Set once per term, before the controllers run; a second call changes nothing.
+        let _ = self.caches.set(caches);
+    }
+
+    /// The caches covering `ns`, once every one of them has listed; `None` if they are not
+    /// set up, or their watches stopped.
+    pub(super) async fn caches_for(&self, ns: &str) -> Option<&ScopeCaches> {
+        let c = self.caches.get()?.iter().find(|c| c.covers(ns))?;
+        c.wait_until_ready().await.then_some(c)
+    }
+
+    /// Whether the live object of `kind` for `uid` was last seen, with `live` as its digest,
+    /// to contain the object planned with digest `want`.
+    pub(super) fn is_verified(&self, uid: &str, kind: Kind, want: u64, live: u64) -> bool {
+        self.state().verified.get(&(uid.to_string(), kind)) == Some(&(want, live))
+    }
+
+    /// Whether an object planned with digest `want` was applied or checked in this term.
+    pub(super) fn was_verified(&self, uid: &str, kind: Kind, want: u64) -> bool {
+        self.state()
+            .verified
+            .get(&(uid.to_string(), kind))
+            .is_some_and(|(w, _)| *w == want)
+    }
+
+    pub(super) fn set_verified(&self, uid: &str, kind: Kind, digests: Option<(u64, u64)>) {
+        let mut st = self.state();
+        let key = (uid.to_string(), kind);
+        match digests {
+            Some(d) => st.verified.insert(key, d),
+            None => st.verified.remove(&key),
+        };
     }
 
     pub(super) fn set_managed(&self, uid: &str, kinds: Vec<Kind>) {
@@ -156,6 +203,7 @@ impl Context {
             action: "Reconcile".to_string(),
             secondary: None,
         };
+        self.throttle.acquire().await;
         match tokio::time::timeout(self.timeout, self.recorder.publish(&ev, &reference)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, reason, "could not publish event"),

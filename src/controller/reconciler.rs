@@ -6,22 +6,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::Error;
 use super::apply::{Outcome, desired_objects, sync_objects};
+use super::cache::ScopeCaches;
 use super::context::Context;
 use super::readiness;
 use crate::core::isvc::{self, Isvc};
 use crate::core::names::{self, FIELD_MANAGER};
-use crate::core::plan::{self, ISVC_LABEL, Plan};
+use crate::core::plan::{self, Plan};
 use crate::core::spec::keys;
 use crate::metrics::ResultLabels;
 
@@ -116,14 +116,15 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         .ok_or(Error::Incomplete("metadata.uid"))?;
     let prefix = ctx.scaling.prefix();
     let prefix = prefix.as_str();
-    let isvc = Isvc::from_parts(&obj.metadata, &obj.data, &ns)
-        .map_err(|e| Error::Plan(plan::PlanError::Field(e)))?;
+    let isvc =
+        super::cache::isvc_view(obj, &ns).map_err(|e| Error::Plan(plan::PlanError::Field(e)))?;
     let wants = isvc
         .annotations
         .contains_key(&format!("{prefix}/{}", keys::STRATEGY));
 
+    let caches = ctx.caches_for(&ns).await.ok_or(Error::NotSynced)?;
     let live = if wants {
-        resolve_deployment(&ctx.client, &ns, &isvc).await?
+        resolve_deployment(caches, &ns, &isvc)
     } else {
         None
     };
@@ -155,6 +156,7 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
     let isvc_api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &isvc_resource());
     if !admission_annotations.is_empty() {
+        ctx.throttle.acquire().await;
         patch_annotations(&isvc_api, &isvc.name, &admission_annotations).await?;
     }
 
@@ -167,7 +169,7 @@ async fn reconcile_isvc(obj: &DynamicObject, ctx: &Context) -> Result<Action, Er
         block_owner_deletion: Some(true),
     };
     let desired = desired_objects(&planned, &owner, prefix, obj.metadata.generation)?;
-    let outcome = sync_objects(ctx, obj, &ns, &isvc.name, &uid, &desired).await?;
+    let outcome = sync_objects(ctx, caches, obj, &ns, &isvc.name, &uid, &desired).await?;
 
     report_warnings(ctx, obj, &uid, &planned).await;
     report_readiness(ctx, obj, &uid, &outcome).await;
@@ -248,24 +250,18 @@ async fn patch_annotations(
 
 /// The predictor Deployment KServe created, found by its labels so that every naming scheme
 /// (`-predictor`, `-predictor-default`, named predictors) resolves. Multi-node worker
-/// Deployments carry the same labels and are never the scale target.
-async fn resolve_deployment(
-    client: &Client,
-    ns: &str,
-    isvc: &Isvc,
-) -> Result<Option<String>, Error> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let lp =
-        ListParams::default().labels(&format!("{ISVC_LABEL}={},component=predictor", isvc.name));
-    let list = api.list_metadata(&lp).await?;
+/// Deployments carry the same labels and are never the scale target. Read from the
+/// Deployment cache: a Deployment that appears triggers this InferenceService through that
+/// same cache, so the reconcile it starts finds it.
+fn resolve_deployment(caches: &ScopeCaches, ns: &str, isvc: &Isvc) -> Option<String> {
+    let found = caches.predictor_deployments(ns, &isvc.name);
     let conventional = names::predictor_deployment(&isvc.name, isvc.predictor.name.as_deref());
-    Ok(choose_deployment(
-        list.items.iter().filter_map(|d| {
-            let name = d.metadata.name.as_deref()?;
-            Some((name, d.metadata.deletion_timestamp.is_some()))
-        }),
+    choose_deployment(
+        found
+            .iter()
+            .map(|(name, deleting)| (name.as_str(), *deleting)),
         &conventional,
-    ))
+    )
 }
 
 /// Of the predictor Deployments found (name, being deleted), the scale target: the

@@ -6,8 +6,11 @@
 //! - uid, monotonic resourceVersion, generation (bumped only when something outside metadata
 //!   and status changes); a write that changes nothing is a no-op without a watch event.
 //! - GET, LIST and WATCH with label selectors, validated like the server's (a malformed key
-//!   or value is 400 BadRequest); watches are JSON lines replayed from a resourceVersion and
-//!   closed after a timeout; metadata-only responses (`PartialObjectMetadata`).
+//!   or value is 400 BadRequest); lists in pages (`limit`, `continue`; later pages report the
+//!   first page's resourceVersion, so a watch from it replays what changed in between);
+//!   watches are JSON lines replayed from a resourceVersion and closed after a timeout; a
+//!   watch that falls behind the change feed catches up from the history instead of ending;
+//!   metadata-only responses (`PartialObjectMetadata`).
 //! - create (409 AlreadyExists), update with a resourceVersion precondition (409 Conflict),
 //!   merge / JSON patches, and the status subresource: writes to the object keep the stored
 //!   `status`, writes to `/status` change nothing else.
@@ -27,7 +30,7 @@
 //! Not modelled: authentication and RBAC (every request is allowed; `seen` records the calls
 //! so tests can derive the permissions needed), admission (webhooks, defaulting, schema
 //! validation of bodies: the CRD-schema test checks generated bodies), field selectors,
-//! pagination, foreground / orphan propagation and `blockOwnerDeletion`, strategic-merge
+//! expired continue tokens, foreground / orphan propagation and `blockOwnerDeletion`, strategic-merge
 //! patch semantics beyond what a JSON merge patch does for the fields used here,
 //! managedFields in the exact FieldsV1 encoding (paths are JSON pointers here), `dryRun`,
 //! and namespaces as objects (any namespace exists).
@@ -194,7 +197,8 @@ struct Change {
     plural: String,
     namespace: String,
     type_: &'static str,
-    object: Value,
+    /// Shared: every open watch receives every change, and most of them skip it.
+    object: Arc<Value>,
 }
 
 type Key = (String, String, String);
@@ -400,12 +404,14 @@ impl FakeApi {
     }
 
     pub fn list(&self, res: Res, ns: &str) -> Vec<Value> {
-        self.state()
-            .objects
-            .iter()
-            .filter(|((p, n, _), _)| p == res.plural && (ns.is_empty() || n == ns))
+        objects_of(&self.state(), res.plural, ns, None)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// How many objects of `res` are stored (in `ns`, or in all namespaces when empty).
+    pub fn count(&self, res: Res, ns: &str) -> usize {
+        objects_of(&self.state(), res.plural, ns, None).count()
     }
 
     /// Creates an object directly, as KServe or a person would.
@@ -605,14 +611,34 @@ impl FakeApi {
             }
             Verb::List => {
                 let st = self.state();
-                let items: Vec<Value> = st
-                    .objects
-                    .iter()
-                    .filter(|((p, n, _), o)| {
-                        p == res.plural && (ns.is_empty() || *n == ns) && selector.matches(o)
-                    })
-                    .map(|(_, o)| shape(o, metadata_only))
-                    .collect();
+                let limit = query
+                    .get("limit")
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .filter(|l| *l > 0);
+                // `<resourceVersion of the first page>/<namespace>/<name of the last item>`.
+                let resume = query.get("continue").filter(|c| !c.is_empty()).map(|c| {
+                    let mut it = c.splitn(3, '/');
+                    let rv = it.next().unwrap_or_default().to_string();
+                    let n = it.next().unwrap_or_default().to_string();
+                    let name = it.next().unwrap_or_default().to_string();
+                    (rv, (res.plural.to_string(), n, name))
+                });
+                let list_rv = resume
+                    .as_ref()
+                    .map_or_else(|| st.rv.to_string(), |(rv, _)| rv.clone());
+                let mut items = Vec::new();
+                let mut last: Option<&Key> = None;
+                let mut more = false;
+                let matching = objects_of(&st, res.plural, &ns, resume.as_ref().map(|r| &r.1))
+                    .filter(|(_, o)| selector.matches(o));
+                for (k, o) in matching {
+                    if limit.is_some_and(|l| items.len() >= l) {
+                        more = true;
+                        break;
+                    }
+                    items.push(shape(o, metadata_only));
+                    last = Some(k);
+                }
                 let (api_version, kind) = if metadata_only {
                     (
                         "meta.k8s.io/v1".to_string(),
@@ -621,10 +647,14 @@ impl FakeApi {
                 } else {
                     (res.api_version(), format!("{}List", res.kind))
                 };
+                let mut meta = json!({"resourceVersion": list_rv});
+                if let (true, Some((_, n, name))) = (more, last) {
+                    meta["continue"] = json!(format!("{list_rv}/{n}/{name}"));
+                }
                 ok(&json!({
                     "apiVersion": api_version,
                     "kind": kind,
-                    "metadata": {"resourceVersion": st.rv.to_string()},
+                    "metadata": meta,
                     "items": items,
                 }))
             }
@@ -806,6 +836,8 @@ impl FakeApi {
             .map(Duration::from_secs)
             .unwrap_or(self.inner.watch_timeout)
             .min(self.inner.watch_timeout);
+        let ns_all = ns.clone();
+        let selector_all = selector.clone();
         let relevant = move |c: &Change| {
             c.plural == res.plural
                 && (ns.is_empty() || c.namespace == ns)
@@ -835,26 +867,31 @@ impl FakeApi {
         }
         let mut restarted = self.inner.restarts.subscribe();
         restarted.mark_unchanged();
-        let (backlog, rx) = {
+        let (backlog, rx, covered) = {
             let st = self.state();
             // Subscribe under the lock, so no change falls between backlog and stream.
             let rx = self.inner.changes.subscribe();
             let backlog: Vec<Change> = match from {
-                Some(rv) => st.log.iter().filter(|c| c.rv > rv).cloned().collect(),
-                None => st
-                    .objects
-                    .iter()
-                    .filter(|((p, _, _), _)| p == res.plural)
+                Some(rv) => {
+                    let start = st.log.partition_point(|c| c.rv <= rv);
+                    st.log[start..]
+                        .iter()
+                        .filter(|c| relevant(c))
+                        .cloned()
+                        .collect()
+                }
+                None => objects_of(&st, res.plural, &ns_all, None)
+                    .filter(|(_, o)| selector_all.matches(o))
                     .map(|((p, n, _), o)| Change {
                         rv: st.rv,
                         plural: p.clone(),
                         namespace: n.clone(),
                         type_: "ADDED",
-                        object: o.clone(),
+                        object: Arc::new(o.clone()),
                     })
                     .collect(),
             };
-            (backlog, rx)
+            (backlog, rx, st.rv)
         };
         let line = move |c: &Change| {
             let mut l = serde_json::to_vec(&json!({
@@ -866,21 +903,46 @@ impl FakeApi {
             Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(l)))
         };
         let deadline = tokio::time::Instant::now() + limit;
-        let backlog: Vec<Change> = backlog.into_iter().filter(|c| relevant(c)).collect();
         let first = futures::stream::iter(backlog.iter().map(line).collect::<Vec<_>>());
-        let live = futures::stream::unfold((rx, restarted), move |(mut rx, mut restarted)| {
+        let me = self.clone();
+        let start = Live {
+            rx,
+            restarted,
+            covered,
+            pending: std::collections::VecDeque::new(),
+        };
+        let live = futures::stream::unfold(start, move |mut at| {
             let relevant = relevant.clone();
+            let me = me.clone();
             async move {
                 loop {
+                    if let Some(c) = at.pending.pop_front() {
+                        return Some((line(&c), at));
+                    }
                     let next = tokio::select! {
                         // A restart drops the connection under the stream.
-                        _ = restarted.changed() => return None,
-                        next = tokio::time::timeout_at(deadline, rx.recv()) => next,
+                        _ = at.restarted.changed() => return None,
+                        next = tokio::time::timeout_at(deadline, at.rx.recv()) => next,
                     };
                     match next {
-                        Ok(Ok(c)) if relevant(&c) => return Some((line(&c), (rx, restarted))),
-                        Ok(Ok(_)) => continue,
-                        // Lagged, closed or timed out: end the stream; the client re-watches.
+                        // Already sent from the history after falling behind.
+                        Ok(Ok(c)) if c.rv <= at.covered => continue,
+                        Ok(Ok(c)) => {
+                            at.covered = c.rv;
+                            if relevant(&c) {
+                                return Some((line(&c), at));
+                            }
+                        }
+                        // Fell behind the feed: catch up from the history, as the server's
+                        // watch cache serves a slow watcher, rather than end the watch.
+                        Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            let st = me.state();
+                            let start = st.log.partition_point(|c| c.rv <= at.covered);
+                            at.pending
+                                .extend(st.log[start..].iter().filter(|c| relevant(c)).cloned());
+                            at.covered = st.rv;
+                        }
+                        // Closed or timed out: end the stream; the client re-watches.
                         _ => return None,
                     }
                 }
@@ -894,6 +956,35 @@ impl FakeApi {
             .body(BodyExt::boxed_unsync(body))
             .unwrap()
     }
+}
+
+/// Where one watch stands in the change feed.
+struct Live {
+    rx: broadcast::Receiver<Change>,
+    restarted: tokio::sync::watch::Receiver<u64>,
+    /// Every change up to this resourceVersion is sent or queued.
+    covered: u64,
+    pending: std::collections::VecDeque<Change>,
+}
+
+/// The stored objects of one resource (in `ns`, or every namespace when it is empty), after
+/// `after` if given, in key order: a range of the map, not a scan of every stored object.
+fn objects_of<'a>(
+    st: &'a State,
+    plural: &str,
+    ns: &str,
+    after: Option<&Key>,
+) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+    use std::ops::Bound;
+    let from = (plural.to_string(), ns.to_string(), String::new());
+    let lower = match after {
+        Some(k) if *k >= from => Bound::Excluded(k.clone()),
+        _ => Bound::Included(from),
+    };
+    let (plural, ns) = (plural.to_string(), ns.to_string());
+    st.objects
+        .range((lower, Bound::Unbounded))
+        .take_while(move |((p, n, _), _)| *p == plural && (ns.is_empty() || *n == ns))
 }
 
 #[derive(Clone)]
@@ -1475,30 +1566,17 @@ fn commit(
             return remove(st, changes, key).unwrap_or(live);
         }
     }
-    let strip_rv = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        v
-    };
-    if strip_rv(&live) == strip_rv(&next) {
+    if eq_without(&live, &next, &["metadata"])
+        && eq_without(&live["metadata"], &next["metadata"], &["resourceVersion"])
+    {
         return live;
     }
-    let body = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("metadata");
-            o.remove("status");
-        }
-        v
-    };
     let generation = live
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
     st.rv += 1;
-    let g = if body(&live) == body(&next) {
+    let g = if eq_without(&live, &next, &["metadata", "status"]) {
         generation
     } else {
         generation + 1
@@ -1510,6 +1588,22 @@ fn commit(
     st.objects.insert(key.clone(), next.clone());
     record(st, changes, &key.0, &key.1, "MODIFIED", &next);
     next
+}
+
+/// Whether two objects are equal apart from the top-level keys in `skip`.
+fn eq_without(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let keep = |k: &String| !skip.contains(&k.as_str());
+            a.keys()
+                .filter(|k| keep(k))
+                .eq(b.keys().filter(|k| keep(k)))
+                && a.iter()
+                    .filter(|(k, _)| keep(k))
+                    .all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
+    }
 }
 
 /// Deletes `key` and, like the background garbage collector, everything it owns.
@@ -1543,7 +1637,7 @@ fn record(
         plural: plural.to_string(),
         namespace: ns.to_string(),
         type_,
-        object: obj.clone(),
+        object: Arc::new(obj.clone()),
     };
     st.log.push(change.clone());
     // No receiver is fine: nobody is watching.
