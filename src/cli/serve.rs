@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use kserve_keda_webhook::controller::ControllerOptions;
+use kserve_keda_webhook::controller::{self, ControllerOptions};
 use kserve_keda_webhook::core::text::duration;
 use kserve_keda_webhook::logging::{self, LogFormat};
 use kserve_keda_webhook::scaling::{self, Scaling};
@@ -121,6 +121,13 @@ pub struct ServeArgs {
     /// How often the leader renews and the others try to acquire (below the renew deadline).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
     leader_elect_retry_period: Duration,
+    /// Requests per second the controller's reconciles may send the API server, sustained
+    /// (watches aside), like kube-controller-manager's flag of the same name.
+    #[arg(long, value_name = "QPS", default_value_t = controller::DEFAULT_API_QPS, value_parser = positive_rate)]
+    kube_api_qps: f64,
+    /// Requests the reconciles may send at once above --kube-api-qps.
+    #[arg(long, value_name = "N", default_value_t = controller::DEFAULT_API_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    kube_api_burst: u32,
     /// Namespace of the leader-election Lease.
     #[arg(
         long,
@@ -286,7 +293,18 @@ fn controller_options(args: &ServeArgs) -> ControllerOptions {
     opts.lease_duration = args.leader_elect_lease_duration;
     opts.renew_deadline = Some(args.leader_elect_renew_deadline);
     opts.renew_interval = args.leader_elect_retry_period;
+    opts.api_qps = args.kube_api_qps;
+    opts.api_burst = args.kube_api_burst;
     opts
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
+        _ => Err(format!(
+            "'{s}' is not allowed; use a number of requests per second above 0, such as 50 or 0.5"
+        )),
+    }
 }
 
 /// The self-managed certificate settings, when that mode is chosen; every flag it needs is
@@ -389,6 +407,32 @@ mod tests {
                 Duration::from_secs(policy),
                 "{flags:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_request_limit_reaches_the_controller_and_refuses_what_cannot_work() {
+        let defaults = controller_options(&parse(&[]));
+        assert_eq!(
+            (defaults.api_qps, defaults.api_burst),
+            (controller::DEFAULT_API_QPS, controller::DEFAULT_API_BURST)
+        );
+        let set = controller_options(&parse(&["--kube-api-qps", "2.5", "--kube-api-burst", "7"]));
+        assert_eq!((set.api_qps, set.api_burst), (2.5, 7));
+        for (flag, value) in [
+            ("--kube-api-qps", "0"),
+            ("--kube-api-qps", "-1"),
+            ("--kube-api-qps", "inf"),
+            ("--kube-api-qps", "NaN"),
+            ("--kube-api-burst", "0"),
+            ("--kube-api-burst", "1.5"),
+        ] {
+            let argv = ["serve".to_string(), format!("{flag}={value}")];
+            let err = match Serve::try_parse_from(argv) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(flag) && err.contains(value), "{err}");
         }
     }
 

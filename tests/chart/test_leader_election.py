@@ -53,3 +53,21 @@ def test_schema_refuses_unknown_leader_election_keys():
     with pytest.raises(helm.HelmValuesError) as err:
         render_values({"controller": {"leaderElection": {"leaseDurationSeconds": 15}}})
     assert "additional properties" in str(err.value).lower()
+
+
+def test_the_request_limit_is_the_binarys_unless_set():
+    args = serve_args({})
+    assert not [a for a in args if a.startswith("--kube-api-")]
+    args = serve_args({"controller": {"apiQps": 50, "apiBurst": 100}})
+    assert "--kube-api-qps=50" in args
+    assert "--kube-api-burst=100" in args
+    assert "--kube-api-qps=0.5" in serve_args({"controller": {"apiQps": 0.5}})
+
+
+@pytest.mark.parametrize(
+    "field,value", [("apiQps", 0), ("apiQps", -5), ("apiQps", "50"), ("apiBurst", 0), ("apiBurst", 1.5)]
+)
+def test_schema_refuses_a_request_limit_that_cannot_work(field, value):
+    with pytest.raises(helm.HelmValuesError) as err:
+        render_values({"controller": {field: value}})
+    assert f"/controller/{field}" in str(err.value)
