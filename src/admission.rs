@@ -204,9 +204,6 @@ pub type Textual<'a> = Object<&'a RawValue, &'a RawValue>;
 
 /// How the planner's view is made from either form of [`Object`].
 pub trait View {
-    /// Why the object is not an InferenceService although the request says so, if it is not.
-    fn kind_mismatch(&self) -> Option<String>;
-    fn has_annotations(&self) -> bool;
     /// The planner's view; takes the metadata, which the view keeps.
     fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError>;
 }
@@ -222,7 +219,9 @@ pub struct Meta {
 }
 
 impl<S, T> Object<S, T> {
-    fn kind_mismatch_of(&self) -> Option<String> {
+    /// Why the object is not an InferenceService although the request says so, if it is not.
+    /// An object that names no kind is taken as the request's.
+    fn kind_mismatch(&self) -> Option<String> {
         let group = self
             .api_version
             .as_deref()
@@ -241,12 +240,6 @@ impl<S, T> Object<S, T> {
 }
 
 impl View for Decoded<'_> {
-    fn kind_mismatch(&self) -> Option<String> {
-        self.kind_mismatch_of()
-    }
-    fn has_annotations(&self) -> bool {
-        self.metadata.annotations.is_some()
-    }
     fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
         Isvc::from_decoded(
             self.metadata.name.take(),
@@ -260,12 +253,6 @@ impl View for Decoded<'_> {
 }
 
 impl View for Textual<'_> {
-    fn kind_mismatch(&self) -> Option<String> {
-        self.kind_mismatch_of()
-    }
-    fn has_annotations(&self) -> bool {
-        self.metadata.annotations.is_some()
-    }
     fn view(&mut self, fallback_namespace: &str) -> Result<Isvc, isvc::FieldError> {
         Isvc::from_text(
             self.metadata.name.take(),
@@ -305,10 +292,13 @@ pub fn review(
     }
 }
 
-fn answer_review<O: View>(
-    review: ReviewIn<O>,
+fn answer_review<S, T>(
+    review: ReviewIn<Object<S, T>>,
     scaling: &Scaling,
-) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError> {
+) -> Result<(Vec<u8>, Outcome, Findings), AdmissionError>
+where
+    Object<S, T>: View,
+{
     if review.kind != "AdmissionReview" {
         return Err(AdmissionError::Kind(crate::core::text::clip(&review.kind)));
     }
@@ -323,17 +313,26 @@ fn answer_review<O: View>(
 }
 
 /// Decides on one request. Public so the policy and tests can drive it without JSON.
-pub fn respond<O: View>(request: Request<O>, scaling: &Scaling) -> (Response, Outcome, Findings) {
+pub fn respond<S, T>(
+    request: Request<Object<S, T>>,
+    scaling: &Scaling,
+) -> (Response, Outcome, Findings)
+where
+    Object<S, T>: View,
+{
     let mut findings = Findings::default();
     let (response, outcome) = answer(request, scaling, &mut findings);
     (response, outcome, findings)
 }
 
-fn answer<O: View>(
-    mut owned: Request<O>,
+fn answer<S, T>(
+    mut owned: Request<Object<S, T>>,
     scaling: &Scaling,
     findings: &mut Findings,
-) -> (Response, Outcome) {
+) -> (Response, Outcome)
+where
+    Object<S, T>: View,
+{
     // The objects are taken so their metadata can move into the planner's view.
     let (object, mut old_object) = (owned.object.take(), owned.old_object.take());
     let request = &owned;
@@ -362,7 +361,7 @@ fn answer<O: View>(
         );
     }
     let namespace = request.namespace.as_deref().unwrap_or("default");
-    let had_annotations = object.has_annotations();
+    let had_annotations = object.metadata.annotations.is_some();
     let new = match object.view(namespace) {
         Ok(v) => v,
         Err(e) => return deny(response, e.to_string(), request),
