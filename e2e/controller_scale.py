@@ -202,20 +202,17 @@ def proxy(counter: Counter) -> socketserver.ThreadingTCPServer:
         def log_message(self, *args: Any) -> None:
             pass
 
-        upstream: http.client.HTTPSConnection | None = None
-
         def forward(self) -> None:
             counter.add(self.command, self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "authorization")}
-            # One upstream connection per client connection, kept alive as the client's is:
-            # a TLS handshake per request would be the proxy's cost, not the controller's.
-            if self.upstream is None:
-                self.upstream = http.client.HTTPSConnection(host, port, context=ctx, timeout=3600)
+            # A fresh upstream connection per request: reusing one per client connection made
+            # thousands of the controller's requests fail (client error SendRequest).
+            upstream = http.client.HTTPSConnection(host, port, context=ctx, timeout=3600)
             try:
-                self.upstream.request(self.command, self.path, body=body, headers=headers)
-                r = self.upstream.getresponse()
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                r = upstream.getresponse()
                 self.send_response(r.status)
                 for k, v in r.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -230,13 +227,8 @@ def proxy(counter: Counter) -> socketserver.ThreadingTCPServer:
                 self.wfile.flush()
             except (OSError, http.client.HTTPException):
                 self.close_connection = True
-                self.upstream.close()
-                self.upstream = None
-
-        def finish(self) -> None:
-            super().finish()
-            if self.upstream is not None:
-                self.upstream.close()
+            finally:
+                upstream.close()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
 
