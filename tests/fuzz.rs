@@ -627,11 +627,12 @@ fn dns_label_of(len: usize) -> impl Strategy<Value = String> {
 }
 
 /// InferenceService name, namespace and predictor name, each valid, of every length the
-/// names built from them allow: `<name>[-<predictor>]-predictor` within 63 characters.
+/// names built from them allow: KServe's `app: isvc.<name>[-<predictor>]-predictor` label
+/// within 63 characters.
 fn valid_names() -> impl Strategy<Value = (String, String, Option<String>)> {
-    (1usize..=53, 1usize..=63, 0usize..=51).prop_flat_map(|(name_len, ns_len, p_len)| {
-        // Room left for a predictor name after `<name>-` and `-predictor`.
-        let room = 63usize.saturating_sub(name_len + 1 + "-predictor".len());
+    (1usize..=48, 1usize..=63, 0usize..=46).prop_flat_map(|(name_len, ns_len, p_len)| {
+        // Room left for a predictor name after `isvc.<name>-` and `-predictor`.
+        let room = 58usize.saturating_sub(name_len + 1 + "-predictor".len());
         let p_len = if room == 0 { 0 } else { p_len.min(room) };
         (
             kserve_name_of(name_len),

@@ -25,6 +25,8 @@ pub const API_VERSION: &str = "serving.kserve.io/v1beta1";
 pub const KIND: &str = "InferenceService";
 /// The annotation that picks KServe's autoscaler; `external` leaves scaling to KEDA.
 pub const AUTOSCALER_CLASS: &str = "serving.kserve.io/autoscalerClass";
+/// The annotation that picks KServe's deployment mode (raw/Standard, Knative, ModelMesh).
+pub const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
 
 /// A field of the InferenceService has a type or value the planner cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +58,11 @@ pub struct Predictor {
     pub ignored_scaling_fields: Vec<&'static str>,
     /// Annotation keys on `spec.predictor.annotations` (Knative reads some of them).
     pub annotation_keys: Vec<String>,
+    /// [`AUTOSCALER_CLASS`] and [`DEPLOYMENT_MODE`] on `spec.predictor.annotations`, when
+    /// strings. KServe merges the predictor's annotations over the InferenceService's and
+    /// builds the predictor from the result, so these win over the top-level ones.
+    pub autoscaler_class: Option<String>,
+    pub deployment_mode: Option<String>,
     /// Whether the model container asks for an accelerator (`nvidia.com/gpu`, `amd.com/gpu`,
     /// `gpu.intel.com/...`): the resources platform policy may require autoscaling for.
     pub requests_gpu: bool,
@@ -188,8 +195,13 @@ impl Isvc {
             names::kserve_name(p, names::LABEL_MAX)
                 .map_err(|e| bad("spec.predictor.name", format!("{e} (KServe's rule)")))?;
         }
+        // KServe labels the predictor's pods, Deployment selector and Service selector
+        // `app: isvc.<Deployment name>`: the longest name it derives, and one that a label
+        // value's 63 characters must hold, or the Deployment is never created. The Service,
+        // named like the Deployment, is shorter.
         let deployment = names::predictor_deployment(&self.name, self.predictor.name.as_deref());
-        if deployment.len() > names::LABEL_MAX {
+        let app = names::app_label(&deployment);
+        if app.len() > names::LABEL_MAX {
             let field = match self.predictor.name {
                 Some(_) => "metadata.name and spec.predictor.name",
                 None => "metadata.name",
@@ -197,10 +209,12 @@ impl Isvc {
             return Err(bad(
                 field,
                 format!(
-                    "together make the predictor Deployment and Service name '{}' ({} characters), but KServe names the Service like the Deployment and a Service name has at most 63 characters; shorten the name by {} characters",
+                    "together make the predictor Deployment '{}', and KServe labels its pods and selector 'app: {}' ({} characters), but a label value has at most {}; shorten the name by {} characters",
                     text::clip_to(&deployment, 80),
-                    deployment.len(),
-                    deployment.len() - names::LABEL_MAX
+                    text::clip_to(&app, 80),
+                    app.len(),
+                    names::LABEL_MAX,
+                    app.len() - names::LABEL_MAX
                 ),
             ));
         }
@@ -265,11 +279,16 @@ impl Predictor {
                 ignored.push(key);
             }
         }
-        let annotation_keys = p
-            .get("annotations")
-            .and_then(Value::as_object)
+        let annotations = p.get("annotations").and_then(Value::as_object);
+        let annotation_keys = annotations
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
+        let annotation = |key: &str| {
+            annotations
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let mut resources: Vec<&Value> = p.pointer("/model/resources").into_iter().collect();
         if let Some(containers) = p.get("containers").and_then(Value::as_array) {
             resources.extend(containers.iter().filter_map(|c| c.get("resources")));
@@ -289,6 +308,8 @@ impl Predictor {
             args,
             ignored_scaling_fields: ignored,
             annotation_keys,
+            autoscaler_class: annotation(AUTOSCALER_CLASS),
+            deployment_mode: annotation(DEPLOYMENT_MODE),
         })
     }
 }
@@ -463,17 +484,26 @@ mod tests {
     #[test]
     fn names_are_checked_as_kserve_and_kubernetes_do() {
         assert_eq!(named("qwen", "llm", Some("main")), Ok(()));
-        // `<name>-predictor` fills the 63 characters of a Service name exactly.
-        assert_eq!(named(&"q".repeat(53), "llm", None), Ok(()));
-        assert_eq!(named(&"q".repeat(48), "llm", Some("main")), Ok(()));
-        let e = named(&"q".repeat(54), "llm", None).unwrap_err();
+        // `app: isvc.<name>-predictor` fills the 63 characters of a label value exactly.
+        assert_eq!(named(&"q".repeat(48), "llm", None), Ok(()));
+        assert_eq!(named(&"q".repeat(43), "llm", Some("main")), Ok(()));
+        assert_eq!(named("q", "llm", Some(&"m".repeat(46))), Ok(()));
+        // One longer: the label is named with its length. KServe would create the Service
+        // (63 characters is still a Service name) but never the Deployment.
+        let e = named(&"q".repeat(49), "llm", None).unwrap_err();
         assert_eq!(e.field, "metadata.name");
+        let label = format!("isvc.{}-predictor", "q".repeat(49));
         assert!(
-            e.problem.contains("64 characters") && e.problem.contains("by 1 "),
+            e.problem
+                .contains(&format!("'app: {label}' (64 characters)"))
+                && e.problem.contains("by 1 "),
             "{e}"
         );
-        let e = named(&"q".repeat(49), "llm", Some("main")).unwrap_err();
-        assert_eq!(e.field, "metadata.name and spec.predictor.name");
+        for (name, p) in [(44, "main".to_string()), (1, "m".repeat(47))] {
+            let e = named(&"q".repeat(name), "llm", Some(&p)).unwrap_err();
+            assert_eq!(e.field, "metadata.name and spec.predictor.name");
+            assert!(e.problem.contains("(64 characters)"), "{e}");
+        }
         for (name, ns, p, field) in [
             ("Qwen", "llm", None, "metadata.name"),
             ("2qwen", "llm", None, "metadata.name"),
@@ -494,6 +524,19 @@ mod tests {
             assert_eq!(e.field, field, "{e}");
             assert!(!e.problem.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn the_predictors_class_and_mode_are_read_when_strings() {
+        let data = json!({"spec": {"predictor": {"annotations": {
+            AUTOSCALER_CLASS: "hpa", DEPLOYMENT_MODE: "Knative", "other": "x"}}}});
+        let v = Isvc::from_parts(&meta("m", None), &data, "n").unwrap();
+        assert_eq!(v.predictor.autoscaler_class.as_deref(), Some("hpa"));
+        assert_eq!(v.predictor.deployment_mode.as_deref(), Some("Knative"));
+        let data = json!({"spec": {"predictor": {"annotations": {AUTOSCALER_CLASS: 1}}}});
+        let v = Isvc::from_parts(&meta("m", None), &data, "n").unwrap();
+        assert_eq!(v.predictor.autoscaler_class, None);
+        assert_eq!(v.predictor.annotation_keys, [AUTOSCALER_CLASS]);
     }
 
     #[test]

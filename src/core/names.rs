@@ -20,6 +20,19 @@ pub fn predictor_deployment(isvc: &str, predictor_name: Option<&str>) -> String 
     }
 }
 
+/// The `app` label KServe puts on a raw predictor's pods and on its Deployment and Service
+/// selectors (`constants.GetRawServiceLabel`): a label value, so at most 63 characters.
+pub fn app_label(deployment: &str) -> String {
+    format!("isvc.{deployment}")
+}
+
+/// The first DNS label of the predictor's host under KServe's default `domainTemplate`,
+/// `{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}`, which KServe renders for a raw
+/// predictor before it creates anything and refuses when a label is over 63 characters.
+pub fn default_host_label(deployment: &str, namespace: &str) -> String {
+    format!("{deployment}-{namespace}")
+}
+
 /// `name` itself when short enough; otherwise a prefix of it and 8 hex digits of its SHA-256,
 /// so long names stay unique and the same input always gives the same output.
 pub fn fit(name: &str, max: usize) -> String {
@@ -195,6 +208,11 @@ mod tests {
         assert_eq!(
             predictor_deployment("qwen", Some("main")),
             "qwen-main-predictor"
+        );
+        assert_eq!(app_label("qwen-predictor"), "isvc.qwen-predictor");
+        assert_eq!(
+            default_host_label("qwen-predictor", "llm"),
+            "qwen-predictor-llm"
         );
     }
 

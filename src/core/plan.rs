@@ -20,8 +20,7 @@ use crate::core::spec::{self, AnnotationError, MonitorKind, ScalingSpec, keys};
 use crate::core::strategy::{self, MetricType, Scope, Strategy, Unsupported};
 use crate::core::text;
 
-pub const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
-pub use crate::core::isvc::AUTOSCALER_CLASS;
+pub use crate::core::isvc::{AUTOSCALER_CLASS, DEPLOYMENT_MODE};
 pub const EXTERNAL: &str = "external";
 pub use crate::core::isvc::ISVC_LABEL;
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -38,6 +37,17 @@ pub enum PlanError {
     Field(#[from] FieldError),
     #[error("annotation {key}={value} cannot be combined with {prefix}/strategy: {why}")]
     Conflict {
+        key: &'static str,
+        value: String,
+        prefix: String,
+        why: String,
+    },
+    /// The same conflict set on `spec.predictor.annotations`, which KServe merges over the
+    /// InferenceService's annotations for the predictor.
+    #[error(
+        "spec.predictor.annotations {key}={value} cannot be combined with {prefix}/strategy: KServe merges the predictor's annotations over the InferenceService's, so this one decides for the predictor; {why}"
+    )]
+    PredictorConflict {
         key: &'static str,
         value: String,
         prefix: String,
@@ -172,31 +182,38 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         plan.annotations
             .insert(DEPLOYMENT_MODE.to_string(), Some(value));
     }
-    match isvc.annotations.get(AUTOSCALER_CLASS).map(String::as_str) {
-        None => {
+    check_predictor_mode(isvc, prefix)?;
+    match (
+        isvc.predictor.autoscaler_class.as_deref(),
+        isvc.annotations.get(AUTOSCALER_CLASS).map(String::as_str),
+    ) {
+        // The predictor's own class decides for the predictor alone; the top-level one is
+        // then left to the transformer and explainer, so it is neither checked nor written.
+        (Some(EXTERNAL), _) => {}
+        (Some(other), _) => {
+            return Err(PlanError::PredictorConflict {
+                key: AUTOSCALER_CLASS,
+                value: text::clip(other),
+                prefix: prefix.to_string(),
+                why: format!(
+                    "{}; remove it or set it to '{EXTERNAL}'",
+                    class_conflict(other)
+                ),
+            });
+        }
+        (None, None) => {
             plan.annotations
                 .insert(AUTOSCALER_CLASS.to_string(), Some(EXTERNAL.to_string()));
         }
-        Some(EXTERNAL) => {}
-        Some(other) => {
-            let why = match other {
-                "hpa" => {
-                    "KServe would create its own HPA for the predictor, and KEDA refuses a ScaledObject for a Deployment an HPA already scales"
-                }
-                "keda" => {
-                    "KServe would create its own ScaledObject from spec.predictor.autoScaling, and KEDA allows only one per Deployment"
-                }
-                "none" => {
-                    "KServe would pin the replicas to minReplicas and undo every scaling decision"
-                }
-                _ => "KServe does not know this autoscaler class",
-            };
+        (None, Some(EXTERNAL)) => {}
+        (None, Some(other)) => {
             return Err(PlanError::Conflict {
                 key: AUTOSCALER_CLASS,
                 value: text::clip(other),
                 prefix: prefix.to_string(),
                 why: format!(
-                    "{why}; remove the annotation or set it to '{EXTERNAL}' (the webhook sets '{EXTERNAL}' itself)"
+                    "{}; remove the annotation or set it to '{EXTERNAL}' (the webhook sets '{EXTERNAL}' itself)",
+                    class_conflict(other)
                 ),
             });
         }
@@ -275,6 +292,35 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         plan.monitor.is_some(),
     );
     Ok(plan)
+}
+
+/// Why an autoscaler class other than `external` cannot scale with a ScaledObject.
+fn class_conflict(class: &str) -> &'static str {
+    match class {
+        "hpa" => {
+            "KServe would create its own HPA for the predictor, and KEDA refuses a ScaledObject for a Deployment an HPA already scales"
+        }
+        "keda" => {
+            "KServe would create its own ScaledObject from spec.predictor.autoScaling, and KEDA allows only one per Deployment"
+        }
+        "none" => "KServe would pin the replicas to minReplicas and undo every scaling decision",
+        _ => "KServe does not know this autoscaler class",
+    }
+}
+
+/// A deployment mode on `spec.predictor.annotations`. The InferenceService's own annotation
+/// (or status) picks raw or Knative; KServe's raw reconciler then reads the merged one, and
+/// builds a Deployment only for a raw mode.
+fn check_predictor_mode(isvc: &Isvc, prefix: &str) -> Result<(), PlanError> {
+    match isvc.predictor.deployment_mode.as_deref() {
+        Some(mode) if !RAW_MODES.contains(&mode) => Err(PlanError::PredictorConflict {
+            key: DEPLOYMENT_MODE,
+            value: text::clip(mode),
+            prefix: prefix.to_string(),
+            why: "KServe creates the predictor Deployment only in mode RawDeployment or Standard (it fails with 'unsupported deployment mode for workload' otherwise) and KEDA can only scale that Deployment; remove it or set RawDeployment or Standard".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The deploymentMode value to write, if any, after checking the mode allows KEDA.
@@ -697,6 +743,19 @@ fn warnings(
         }
     }
     out.extend(spec.warnings.iter().cloned());
+    // Only the default template can be checked here: a cluster may set another one.
+    let host = names::default_host_label(
+        &names::predictor_deployment(&isvc.name, p.name.as_deref()),
+        &isvc.namespace,
+    );
+    if host.len() > names::LABEL_MAX {
+        out.push(format!(
+            "under KServe's default domainTemplate the predictor's host starts with '{}' ({} characters), over a DNS label's {}: KServe cannot create the predictor unless its config sets another template",
+            text::clip(&host),
+            host.len(),
+            names::LABEL_MAX
+        ));
+    }
     if !has_monitor && !server_metrics.is_empty() {
         out.push(format!(
             "{prefix}/monitor is none: the triggers select series by 'namespace' and the pod labels serving.kserve.io/inferenceservice, component and app (podTargetLabels); your scrape must add them"

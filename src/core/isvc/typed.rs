@@ -16,7 +16,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::Predictor;
+use super::{AUTOSCALER_CLASS, DEPLOYMENT_MODE, Predictor};
 use crate::core::spec::MAX_INT32;
 
 /// `T` read from a JSON object only. Serde would also fill a struct from an array, by
@@ -98,7 +98,7 @@ struct PredictorText<'a> {
     #[serde(borrow, default)]
     containers: Option<Vec<Obj<Container<'a>>>>,
     #[serde(borrow, default)]
-    annotations: Option<BTreeMap<Cow<'a, str>, IgnoredAny>>,
+    annotations: Option<BTreeMap<Cow<'a, str>, AnnotationValue<'a>>>,
     #[serde(default)]
     auto_scaling: Option<IgnoredAny>,
     #[serde(default)]
@@ -107,6 +107,15 @@ struct PredictorText<'a> {
     scale_target: Option<IgnoredAny>,
     #[serde(default)]
     container_concurrency: Option<IgnoredAny>,
+}
+
+/// An annotation's value: kept when it is a string (the tree path reads only those), skipped
+/// otherwise, as the API server's schema refuses such an object anyway.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnnotationValue<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Other(IgnoredAny),
 }
 
 /// The model spec or one container: the same fields are read from both.
@@ -174,18 +183,22 @@ impl SpecFields<'_> {
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))
         .collect();
+        let annotations = p.annotations.unwrap_or_default();
+        let annotation = |key: &str| match annotations.get(key) {
+            Some(AnnotationValue::Text(v)) => Some(v.to_string()),
+            _ => None,
+        };
+        let autoscaler_class = annotation(AUTOSCALER_CLASS);
+        let deployment_mode = annotation(DEPLOYMENT_MODE);
         Predictor {
             name: p.name.filter(|n| !n.is_empty()).map(Cow::into_owned),
             min_replicas: p.min_replicas.map(|Replicas(n)| n),
             max_replicas: p.max_replicas.map(|Replicas(n)| n),
             args,
             ignored_scaling_fields,
-            annotation_keys: p
-                .annotations
-                .into_iter()
-                .flatten()
-                .map(|(k, _)| k.into_owned())
-                .collect(),
+            annotation_keys: annotations.into_keys().map(Cow::into_owned).collect(),
+            autoscaler_class,
+            deployment_mode,
             requests_gpu,
         }
     }
@@ -243,6 +256,20 @@ mod tests {
         ] {
             assert_eq!(predictor(&bad.to_string()), None, "{bad}");
         }
+        // The predictor's class and mode are read as the tree path reads them.
+        for annotations in [
+            json!({AUTOSCALER_CLASS: "hpa", DEPLOYMENT_MODE: "Serverless", "k": "v"}),
+            json!({AUTOSCALER_CLASS: 3, DEPLOYMENT_MODE: {"a": [1]}, "k": null}),
+            json!({}),
+        ] {
+            let spec = json!({"predictor": {"annotations": annotations}});
+            let fast = predictor(&spec.to_string()).expect("the fast path");
+            let tree = Predictor::from_value(spec.get("predictor")).unwrap();
+            assert_eq!(fast, tree, "{spec}");
+        }
+        let spec = json!({"predictor": {"annotations": {AUTOSCALER_CLASS: "keda"}}});
+        let p = predictor(&spec.to_string()).expect("the fast path");
+        assert_eq!(p.autoscaler_class.as_deref(), Some("keda"));
         // A duplicate key is left to the tree path, which keeps the last one.
         assert_eq!(
             predictor(r#"{"predictor": {"minReplicas": 1, "minReplicas": 2}}"#),

@@ -160,7 +160,7 @@ fn named_predictor_and_live_deployment_decide_the_target() {
 #[test]
 fn long_names_fit_keda_limit() {
     let meta = ObjectMeta {
-        name: Some("a".repeat(50)),
+        name: Some("a".repeat(48)),
         annotations: Some(BTreeMap::from([(
             "scaling.io/strategy".to_string(),
             "queue".to_string(),
@@ -184,7 +184,7 @@ fn long_names_fit_keda_limit() {
     // The target keeps the real Deployment name, whatever its length.
     assert_eq!(
         p.scale_target.as_deref(),
-        Some(&*format!("{}-predictor", "a".repeat(50)))
+        Some(&*format!("{}-predictor", "a".repeat(48)))
     );
 }
 
@@ -325,6 +325,80 @@ fn conflicting_kserve_annotations_are_denied() {
         assert!(msg.contains(&format!("{key}={value}")), "{msg}");
         assert!(msg.contains("scaling.io/strategy"), "{msg}");
     }
+}
+
+/// KServe merges `spec.predictor.annotations` over the InferenceService's and builds the
+/// predictor from the result: a class or mode set there wins over the top-level one.
+#[test]
+fn conflicting_predictor_annotations_are_denied_naming_where_they_are() {
+    for (key, value) in [
+        (AUTOSCALER_CLASS, "hpa"),
+        (AUTOSCALER_CLASS, "keda"),
+        (AUTOSCALER_CLASS, "none"),
+        (AUTOSCALER_CLASS, "kpa"),
+        (DEPLOYMENT_MODE, "Knative"),
+        (DEPLOYMENT_MODE, "Serverless"),
+        (DEPLOYMENT_MODE, "ModelMesh"),
+    ] {
+        // Whatever the top level says, including what the webhook itself would write.
+        for top in [&[][..], &[(AUTOSCALER_CLASS, "external")][..]] {
+            let mut annotations = vec![("scaling.io/strategy", "queue")];
+            annotations.extend_from_slice(top);
+            let e = create(&isvc(&annotations, json!({"annotations": {key: value}}))).unwrap_err();
+            assert!(matches!(e, PlanError::PredictorConflict { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("spec.predictor.annotations {key}={value} ")),
+                "{msg}"
+            );
+            assert!(msg.contains("scaling.io/strategy"), "{msg}");
+        }
+    }
+    // A hostile value is clipped and escaped like every other.
+    let e = create(&isvc(
+        &[("scaling.io/strategy", "queue")],
+        json!({"annotations": {AUTOSCALER_CLASS: format!("hpa\n{}", "x".repeat(500))}}),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains('\n') && e.len() < 800, "{e}");
+}
+
+#[test]
+fn an_external_class_on_the_predictor_decides_alone() {
+    // The top-level class then only reaches the transformer and explainer: it is neither
+    // refused nor rewritten.
+    for top in [None, Some("hpa"), Some("external")] {
+        let mut annotations = vec![("scaling.io/strategy", "queue")];
+        if let Some(class) = top {
+            annotations.push((AUTOSCALER_CLASS, class));
+        }
+        let p = create(&isvc(
+            &annotations,
+            json!({"annotations": {AUTOSCALER_CLASS: "external"}}),
+        ))
+        .unwrap();
+        assert!(!p.annotations.contains_key(AUTOSCALER_CLASS), "{top:?}");
+        assert_eq!(set(&p, DEPLOYMENT_MODE), Some("RawDeployment"));
+        assert!(p.scaled_object.is_some());
+    }
+    // A raw mode on the predictor is fine; the top-level one is still what picks raw.
+    for mode in ["RawDeployment", "Standard"] {
+        let p = create(&isvc(
+            &[("scaling.io/strategy", "queue")],
+            json!({"annotations": {DEPLOYMENT_MODE: mode}}),
+        ))
+        .unwrap();
+        assert_eq!(set(&p, DEPLOYMENT_MODE), Some("RawDeployment"));
+        assert_eq!(set(&p, AUTOSCALER_CLASS), Some("external"));
+    }
+    // Without a strategy the predictor's annotations are the user's business.
+    let p = create(&isvc(
+        &[],
+        json!({"annotations": {AUTOSCALER_CLASS: "hpa", DEPLOYMENT_MODE: "Knative"}}),
+    ))
+    .unwrap();
+    assert_eq!(p, Plan::default());
 }
 
 #[test]
@@ -478,6 +552,35 @@ fn warnings_for_what_will_not_work() {
     ] {
         assert!(all.contains(needle), "missing {needle} in:\n{all}");
     }
+}
+
+/// KServe's default domainTemplate, `{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}`,
+/// makes `<name>-predictor-<namespace>` one DNS label of the host.
+#[test]
+fn a_host_label_over_63_under_the_default_domain_template_is_warned_about() {
+    let with = |name: &str, ns: &str| {
+        let meta = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            annotations: Some(BTreeMap::from([(
+                "scaling.io/strategy".to_string(),
+                "queue".to_string(),
+            )])),
+            ..ObjectMeta::default()
+        };
+        let i = Isvc::from_parts(&meta, &json!({}), "default").unwrap();
+        create(&i).unwrap().warnings
+    };
+    // 20 + 10 + 1 + 32 = 63: fits.
+    let w = with(&"q".repeat(20), &"n".repeat(32));
+    assert!(!w.iter().any(|w| w.contains("domainTemplate")), "{w:?}");
+    let w = with(&"q".repeat(20), &"n".repeat(33));
+    let host = w
+        .iter()
+        .find(|w| w.contains("domainTemplate"))
+        .unwrap_or_else(|| panic!("{w:?}"));
+    assert!(host.contains("(64 characters)"), "{host}");
+    assert!(host.len() <= MAX_WARNING, "{host}");
 }
 
 #[test]
