@@ -3,6 +3,7 @@
 //! [`json::JsonLine`], which writes it straight into the line buffer.
 
 pub mod json;
+pub mod text;
 
 use std::io::Write;
 
@@ -61,11 +62,7 @@ where
     let (writer, worker) = non_blocking(out, BUFFERED_LINES);
     match format {
         LogFormat::Json => json_subscriber(env_filter, writer).try_init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(env_filter)
-            .with_writer(writer)
-            .finish()
-            .try_init(),
+        LogFormat::Text => text_subscriber(env_filter, writer).try_init(),
     }
     .map_err(|e| LoggingError::Init(e.to_string()))?;
     Ok(LogGuard { _worker: worker })
@@ -81,6 +78,19 @@ where
         .buffered_lines_limit(lines)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::new(out))
+}
+
+/// The `--log-format text` subscriber: tracing-subscriber's line, with fields that escape
+/// control characters ([`text::TextFields`]).
+fn text_subscriber<W>(filter: EnvFilter, out: W) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(out)
+        .fmt_fields(text::TextFields)
+        .finish()
 }
 
 /// The `--log-format json` subscriber.
@@ -103,7 +113,52 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use super::non_blocking;
+    use tracing_subscriber::EnvFilter;
+
+    use super::{non_blocking, text_subscriber};
+
+    /// What a subscriber wrote, shared with the test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A name that would start a forged line and clear the terminal if written as it is.
+    #[test]
+    fn a_crafted_name_stays_on_one_text_line_escaped() {
+        let crafted = "m\n2030-01-01T00:00:00Z  INFO admission: allowed isvc=m\u{1b}[2J\r\u{202e}";
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = text_subscriber(EnvFilter::new("info"), move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("review", uid = %crafted);
+            let _in = span.enter();
+            tracing::info!(isvc = %crafted, namespace = crafted, reason = ?crafted, "denied {crafted}");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text:?}");
+        assert!(text.ends_with('\n'), "{text:?}");
+        assert!(
+            !text.contains('\r') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(!text.contains("\u{1b}[2J"), "{text:?}");
+        // Message, span field, `%` and plain values: each escaped where it stands.
+        let escaped =
+            "m\\n2030-01-01T00:00:00Z  INFO admission: allowed isvc=m\\u{1b}[2J\\r\\u{202e}";
+        assert!(text.contains(&format!("denied {escaped}")), "{text:?}");
+        assert!(text.contains(&format!("uid={escaped}")), "{text:?}");
+        assert!(text.contains(&format!("isvc={escaped}")), "{text:?}");
+        assert!(text.contains("namespace=\"m\\n2030"), "{text:?}");
+    }
 
     /// A sink that takes `delay` per write, like a stderr whose reader falls behind.
     #[derive(Clone)]
