@@ -521,3 +521,259 @@ fn signals_replay_through_keda_and_the_hpa_with_the_controllers_flags() {
         stderr(&bad)
     );
 }
+
+/// `simulate` under a 2 GiB address-space limit: a run that tries to allocate past the bounds
+/// of one run dies here (as it used to) instead of taking the machine down with it.
+fn simulate_capped(file: &Path, args: &[&str]) -> Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 2097152 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .arg("simulate")
+        .arg("-f")
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn refused(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in {err}");
+    }
+    assert!(out.stdout.is_empty());
+}
+
+/// Each of these ran out of memory (or would take days) before the bounds of one run were
+/// checked; each is now refused before anything is generated, naming the flag or the line.
+#[test]
+fn runs_past_the_bounds_are_refused_naming_the_flag_and_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+
+    // A high constant rate over the allowed 31 days: 2.7e11 arrivals.
+    refused(
+        &simulate_capped(&f, &["--load", "constant:rate=100000", "--duration", "31d"]),
+        &[
+            "--load 'constant:rate=100000' over 31.0 days",
+            "5000000 requests",
+        ],
+    );
+    // The peak of a shape counts: arrivals are drawn at it.
+    refused(
+        &simulate_capped(
+            &f,
+            &[
+                "--load",
+                "bursty:base=1,peak=5000,every=1h,length=1m",
+                "--duration",
+                "1d",
+            ],
+        ),
+        &["peak rate 5000/s", "lower the rate or --duration"],
+    );
+    // One timeline entry per HPA sync.
+    refused(
+        &simulate_capped(
+            &f,
+            &[
+                "--load",
+                "constant:rate=1",
+                "--duration",
+                "31d",
+                "--hpa-sync-period",
+                "1s",
+            ],
+        ),
+        &["--hpa-sync-period 1s is 2678400 HPA syncs", "200000"],
+    );
+
+    let signals = file("s.csv", "t,trigger,value\n0,queue,1\n");
+    // --signals took any --duration.
+    refused(
+        &simulate_capped(&f, &["--signals", &signals, "--duration", "100000d"]),
+        &["--duration: '100000d' is out of range; simulate between 1m and 31d"],
+    );
+    // A signal time of 1e12 made the default duration 1e12 s.
+    let far = file("far.csv", "t,trigger,value\n0,queue,1\n1e12,queue,0\n");
+    refused(
+        &simulate_capped(&f, &["--signals", &far]),
+        &["line 3: t 1000000000000 is past the 31 days (2678400 s)"],
+    );
+    for bad in ["NaN", "inf", "-1", "-inf"] {
+        let p = file("bad.csv", &format!("t,trigger,value\n{bad},queue,1\n"));
+        refused(&simulate_capped(&f, &["--signals", &p]), &["line 2: t '"]);
+    }
+
+    // A trace spanning 1e12 s made the default duration as long.
+    let trace = file(
+        "t.csv",
+        "arrival,prompt_tokens,output_tokens\n0,10,5\n1e12,10,5\n",
+    );
+    refused(
+        &simulate_capped(&f, &["--trace", &trace]),
+        &[
+            "line 3: this request arrives 1000000000000 s after the one on line 2",
+            "31 days",
+        ],
+    );
+    for bad in ["NaN", "inf", "-5"] {
+        let p = file(
+            "bad.csv",
+            &format!("arrival,prompt_tokens,output_tokens\n{bad},10,5\n"),
+        );
+        refused(&simulate_capped(&f, &["--trace", &p]), &["is not a time"]);
+    }
+
+    // Each modelled pod runs a model server: a max of 100000 is refused for the model, not
+    // for --signals, which models none.
+    let wide = isvc_file(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/max-replicas", "100000"),
+        ],
+    );
+    refused(
+        &simulate_capped(&wide, &["--load", "constant:rate=1", "--duration", "1m"]),
+        &[
+            "max replicas 100000",
+            "scaling.io/max-replicas to at most 1000",
+        ],
+    );
+    let out = simulate_capped(&wide, &["--signals", &signals]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The duration --signals picks on its own includes the cooldown, which an annotation may set
+/// to 68 years: it stops at the 31 days one run covers.
+#[test]
+fn signals_without_duration_stop_at_31_days_whatever_the_cooldown() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc_file(
+        dir.path(),
+        &[
+            ("scaling.io/strategy", "queue"),
+            ("scaling.io/cooldown-period", "2147483647"),
+        ],
+    );
+    let signals = dir.path().join("s.csv");
+    std::fs::write(&signals, "t,trigger,value\n0,queue,1\n").unwrap();
+    let v = json(&simulate_capped(
+        &f,
+        &[
+            "--signals",
+            signals.to_str().unwrap(),
+            "--output",
+            "json",
+            "--hpa-sync-period",
+            "60s",
+        ],
+    ));
+    let timeline = v["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 44_639, "{}", timeline.len());
+    assert!(timeline.last().unwrap()["t"].as_f64().unwrap() < 31.0 * 86400.0);
+}
+
+/// What spreadsheets and other tools write: a byte-order mark, CRLF line ends, rows out of
+/// order, duplicate times, quoted cells, extra columns.
+#[test]
+fn csv_files_as_tools_write_them_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &trace,
+        "\u{feff}\"arrival\",prompt_tokens,output_tokens,extra\r\n5,10,5,x\r\n1,10,5,y\r\n1,20,5,z\r\n",
+    )
+    .unwrap();
+    let v = json(&simulate(
+        &f,
+        &["--trace", trace.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(v["summary"]["requests"], 3);
+
+    let signals = dir.path().join("s.csv");
+    std::fs::write(
+        &signals,
+        "\u{feff}t,trigger,value\r\n10,queue,60\r\n10,queue,60\r\n40,queue,0\r\n",
+    )
+    .unwrap();
+    let out = simulate(
+        &f,
+        &[
+            "--signals",
+            signals.to_str().unwrap(),
+            "--hpa-sync-period",
+            "2s",
+            "--hpa-downscale-stabilization",
+            "20s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("t=   10.0s  1 -> 4"));
+    // Out of order within one trigger is refused: a replay needs its changes in order.
+    std::fs::write(&signals, "t,trigger,value\n10,queue,1\n5,queue,2\n").unwrap();
+    refused(
+        &simulate(&f, &["--signals", signals.to_str().unwrap()]),
+        &["line 3: t 5 is earlier than the previous row"],
+    );
+}
+
+/// A line of commas used to be split into one slice per comma (16 bytes each): 64 MiB of
+/// them took over a GiB. Only the columns read are split out now.
+#[test]
+fn a_line_of_commas_costs_no_more_than_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let commas = ",".repeat(64 << 20);
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &trace,
+        format!("arrival,prompt_tokens,output_tokens\n1,10,5{commas}\n2,10,5\n"),
+    )
+    .unwrap();
+    let out = simulate_capped(
+        &f,
+        &["--trace", trace.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(json(&out)["summary"]["requests"], 2);
+    let signals = dir.path().join("s.csv");
+    std::fs::write(&signals, format!("t,trigger,value{commas}\n1,queue,3\n")).unwrap();
+    let out = simulate_capped(&f, &["--signals", signals.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Input files are read up to a bound, not whole: a 300 MiB trace is refused with the
+/// bound, and a manifest over 4 MiB too (a YAML document takes up to a hundred times its size
+/// to parse), or one nesting brackets a million deep (the parser is quadratic in the depth).
+#[test]
+fn oversized_files_are_refused_with_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = isvc_file(dir.path(), &[("scaling.io/strategy", "queue")]);
+    let trace = dir.path().join("big.csv");
+    let file = std::fs::File::create(&trace).unwrap();
+    file.set_len(300 << 20).unwrap();
+    refused(
+        &simulate_capped(&f, &["--trace", trace.to_str().unwrap()]),
+        &["is larger than 256 MiB"],
+    );
+    let manifest = dir.path().join("big.yaml");
+    std::fs::write(&manifest, format!("# {}\n", "x".repeat(9 << 20))).unwrap();
+    refused(
+        &simulate_capped(&manifest, &["--load", "constant:rate=1"]),
+        &["is larger than 4 MiB"],
+    );
+    std::fs::write(&manifest, format!("a: {}", "{a: ".repeat(1_000_000))).unwrap();
+    refused(
+        &simulate_capped(&manifest, &["--load", "constant:rate=1"]),
+        &["nests '[' and '{' more than 1000 deep"],
+    );
+}

@@ -38,6 +38,27 @@ pub fn cut_bytes(mut s: String, max: usize) -> String {
     s
 }
 
+/// Whether `text` opens more than `max` flow collections (`[`, `{`) inside one another. The
+/// YAML parser takes time quadratic in that depth before its own limit (128) refuses the
+/// document, so input is checked first. Brackets in strings and comments count too, which
+/// only errs towards refusing text that nests far beyond what any manifest needs.
+pub fn flow_nesting_exceeds(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +69,14 @@ mod tests {
         assert_eq!(clip_to("abc", 3), "abc");
         assert_eq!(clip_to("a\nb", 10), "a\\nb");
         assert_eq!(clip("x".repeat(100).as_str()).len(), 64 + 3);
+    }
+
+    #[test]
+    fn flow_nesting_counts_open_brackets_inside_one_another() {
+        assert!(!flow_nesting_exceeds("a: [1, {b: [2]}, [3]]", 3));
+        assert!(flow_nesting_exceeds("a: [1, {b: [[2]]}]", 3));
+        assert!(!flow_nesting_exceeds(&"[]".repeat(10_000), 1));
+        assert!(flow_nesting_exceeds(&"{a: ".repeat(1_001), 1_000));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The `simulate` command: flags, input files, and which report to print.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use super::SimError;
 use super::engine::{self, Config};
+use super::limits::{self, read};
 use super::load::{self, Request};
 use super::profile::{self, Profile};
 use super::replay;
@@ -106,18 +106,6 @@ fn input(e: String) -> SimError {
     SimError::Input(e)
 }
 
-fn read(file: &str) -> Result<String, SimError> {
-    let mut bytes = Vec::new();
-    if file == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| input(format!("cannot read standard input: {e}")))?;
-    } else {
-        bytes = std::fs::read(file).map_err(|e| input(format!("cannot read {file}: {e}")))?;
-    }
-    String::from_utf8(bytes).map_err(|_| input(format!("{file} is not UTF-8 text")))
-}
-
 /// The HPA controller's own flags.
 #[derive(Clone, Copy)]
 struct Controller {
@@ -169,22 +157,13 @@ fn common(args: &SimulateArgs) -> Result<Common, SimError> {
             args.slo_goal
         )));
     }
-    let duration = args
-        .duration
-        .as_deref()
-        .map(|d| duration::parse("--duration", d))
-        .transpose()
-        .map_err(input)?;
-    if duration.is_some_and(|d| !(60.0..=31.0 * 86400.0).contains(&d)) {
-        return Err(input(format!(
-            "--duration: '{}' is out of range; simulate between 1m and 31d",
-            args.duration.as_deref().unwrap_or_default()
-        )));
-    }
+    let duration = given_duration(args)?;
     let (requests, load_name, duration, step_at) = match (&args.load, &args.trace) {
         (Some(spec), _) => {
             let load = load::parse(spec).map_err(input)?;
             let d = duration.unwrap_or(3600.0);
+            limits::arrivals(spec, load.shape.max_rate(), d)?;
+            limits::syncs(d, controller.sync_period, &args.hpa_sync_period)?;
             let mut rng = Rng::new(args.seed);
             let r = load::generate(
                 &load,
@@ -197,10 +176,12 @@ fn common(args: &SimulateArgs) -> Result<Common, SimError> {
         }
         (None, Some(path)) => {
             let origin = path.display().to_string();
-            let text = read(&origin)?;
+            let text = read(&origin, limits::MAX_CSV_BYTES)?;
             let r = load::parse_trace(&origin, &text).map_err(input)?;
             let last = r.last().map_or(0.0, |x| x.arrival);
-            let d = duration.unwrap_or((last + 60.0).max(60.0));
+            // Up to the last request and a minute, within the longest run.
+            let d = duration.unwrap_or((last + 60.0).clamp(60.0, limits::MAX_SECONDS));
+            limits::syncs(d, controller.sync_period, &args.hpa_sync_period)?;
             (r, format!("trace {origin}"), d, None)
         }
         (None, None) => return Err(input("give --load SPEC or --trace FILE".into())),
@@ -217,6 +198,21 @@ fn common(args: &SimulateArgs) -> Result<Common, SimError> {
         scrape,
         grace,
     })
+}
+
+/// `--duration` in seconds, when given, within the bounds of one run.
+fn given_duration(args: &SimulateArgs) -> Result<Option<f64>, SimError> {
+    let Some(given) = args.duration.as_deref() else {
+        return Ok(None);
+    };
+    let seconds = duration::parse("--duration", given).map_err(input)?;
+    limits::duration(given, seconds)?;
+    Ok(Some(seconds))
+}
+
+/// The plan as the model-server simulation can run it.
+fn simulable(p: &Planned, prefix: &str) -> Result<(), SimError> {
+    limits::replicas(p.max_replicas, prefix)
 }
 
 fn config(p: &Planned, c: &Common, seed: u64) -> Config {
@@ -254,17 +250,19 @@ fn run_replay(
         scenario::plan(value, &args.namespace, scaling, &profile).map_err(SimError::Plan)?;
     let origin = path.display().to_string();
     let names: Vec<String> = planned.triggers.iter().map(|t| t.name.clone()).collect();
-    let signals = replay::parse(&origin, &read(&origin)?, &names).map_err(input)?;
-    let duration = match args.duration.as_deref() {
-        Some(d) => duration::parse("--duration", d).map_err(input)?,
-        // Long enough for the last change to settle: the downscale window and a cooldown.
-        None => {
-            signals.last()
-                + f64::from(controller.downscale_stabilization)
-                + f64::from(planned.cooldown_period)
-                + 4.0 * controller.sync_period
-        }
+    let signals =
+        replay::parse(&origin, &read(&origin, limits::MAX_CSV_BYTES)?, &names).map_err(input)?;
+    let duration = match given_duration(args)? {
+        Some(d) => d,
+        // Long enough for the last change to settle: the downscale window and a cooldown
+        // (which an annotation may set to years), within the longest run.
+        None => (signals.last()
+            + f64::from(controller.downscale_stabilization)
+            + f64::from(planned.cooldown_period)
+            + 4.0 * controller.sync_period)
+            .min(limits::MAX_SECONDS),
     };
+    limits::syncs(duration, controller.sync_period, &args.hpa_sync_period)?;
     let cfg = Config {
         triggers: planned.triggers.clone(),
         min_replicas: planned.min_replicas,
@@ -285,11 +283,19 @@ fn run_replay(
         downscale_stabilization: controller.downscale_stabilization,
     };
     let timeline = replay::run(&cfg, &signals);
+    /// Written straight from the timeline: a JSON tree of it first would take several
+    /// times its size.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Replay<'a> {
+        inference_service: &'a str,
+        timeline: &'a [replay::Tick],
+    }
     match args.output {
-        Format::Json => serde_json::to_string_pretty(&serde_json::json!({
-            "inferenceService": planned.name,
-            "timeline": timeline,
-        }))
+        Format::Json => serde_json::to_string_pretty(&Replay {
+            inference_service: &planned.name,
+            timeline: &timeline,
+        })
         .map(|s| s + "\n")
         .map_err(|e| input(format!("cannot encode JSON: {e}"))),
         Format::Text => Ok(report::replay_text(&planned.name, &timeline)),
@@ -337,13 +343,13 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
         .map_err(input)?;
     let pol = match &args.policy {
         Some(path) => {
-            let text = read(&path.display().to_string())?;
+            let text = limits::read_yaml(&path.display().to_string())?;
             policy::parse(&text).map_err(|e| input(format!("policy {}: {e}", path.display())))?
         }
         None => policy::Policy::default(),
     };
     let scaling = scenario::scaling(pol);
-    let text = read(&args.file)?;
+    let text = limits::read_yaml(&args.file)?;
     let value = scenario::read_isvc(&args.file, &text).map_err(input)?;
     if let Some(path) = &args.signals {
         return run_replay(args, path, &value, &scaling);
@@ -353,6 +359,7 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
     if sweeps.is_empty() {
         let planned = scenario::plan(&value, &args.namespace, &scaling, &c.profile)
             .map_err(SimError::Plan)?;
+        simulable(&planned, &scaling.prefix())?;
         let cfg = config(&planned, &c, args.seed);
         let out = engine::run(&cfg, &c.requests);
         if let Some(path) = &args.plot {
@@ -380,6 +387,7 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
             let v = scenario::with_target(&value, &prefix, *strategy, *target);
             let planned = scenario::plan(&v, &args.namespace, &scaling, &c.profile)
                 .map_err(SimError::Plan)?;
+            simulable(&planned, &prefix)?;
             let cfg = config(&planned, &c, args.seed);
             let out = engine::run(&cfg, &c.requests);
             rows.push(SweepRow {

@@ -1,7 +1,11 @@
 //! Request arrivals: generated shapes (`--load`) or a recorded trace (`--trace`).
 
+use super::limits;
 use super::rng::Rng;
 use crate::core::text::duration;
+
+/// Header columns a CSV may have; more are not looked at.
+pub const MAX_COLUMNS: usize = 64;
 
 /// One request as the model server sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,7 +95,8 @@ impl Shape {
         }
     }
 
-    fn max_rate(&self) -> f64 {
+    /// The highest rate the shape reaches: arrivals are drawn at this rate and thinned.
+    pub fn max_rate(&self) -> f64 {
         match *self {
             Shape::Constant { rate } => rate,
             Shape::Step { from, to, .. } | Shape::Ramp { from, to, .. } => from.max(to),
@@ -274,6 +279,8 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
     const TIME: [&str; 4] = ["arrival", "time", "timestamp", "TIMESTAMP"];
     const PROMPT: [&str; 2] = ["prompt_tokens", "ContextTokens"];
     const OUTPUT: [&str; 2] = ["output_tokens", "GeneratedTokens"];
+    // Spreadsheet exports start with a byte-order mark, which would hide the first column.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -283,6 +290,7 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
     })?;
     let names: Vec<&str> = header
         .split(',')
+        .take(MAX_COLUMNS)
         .map(|c| c.trim().trim_matches('"'))
         .collect();
     let find = |wanted: &[&str], what: &str| {
@@ -302,11 +310,23 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
         find(&PROMPT, "prompt tokens")?,
         find(&OUTPUT, "output tokens")?,
     );
+    let read = ti.max(pi).max(oi) + 1;
     let mut out = Vec::new();
+    // The earliest and latest arrival and their lines, for the span check.
+    let mut first = (f64::INFINITY, 0);
+    let mut last = (f64::NEG_INFINITY, 0);
     for (i, line) in lines {
         let n = i + 1;
+        if out.len() as u64 == limits::MAX_REQUESTS {
+            return Err(format!(
+                "trace {origin} line {n}: more than {} requests, the most simulate holds; cut the trace",
+                limits::MAX_REQUESTS
+            ));
+        }
+        // Only the columns read are split out, so a line of commas costs nothing.
         let cells: Vec<&str> = line
             .split(',')
+            .take(read)
             .map(|c| c.trim().trim_matches('"'))
             .collect();
         let cell = |idx: usize| -> Result<&str, String> {
@@ -336,6 +356,12 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
                 )
             })
         };
+        if arrival < first.0 {
+            first = (arrival, n);
+        }
+        if arrival > last.0 {
+            last = (arrival, n);
+        }
         out.push(Request {
             arrival,
             prompt: count(pi)?,
@@ -345,6 +371,15 @@ pub fn parse_trace(origin: &str, text: &str) -> Result<Vec<Request>, String> {
     if out.is_empty() {
         return Err(format!(
             "trace {origin}: the header is there but no request row follows"
+        ));
+    }
+    let span = last.0 - first.0;
+    if span > limits::MAX_SECONDS {
+        return Err(format!(
+            "trace {origin} line {}: this request arrives {span} s after the one on line {}, but simulate covers at most 31 days ({} s); cut the trace",
+            last.1,
+            first.1,
+            limits::MAX_SECONDS
         ));
     }
     out.sort_by(|a, b| a.arrival.total_cmp(&b.arrival));

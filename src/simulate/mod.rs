@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod engine;
 pub mod hpa;
+pub mod limits;
 pub mod load;
 pub mod profile;
 pub mod prom;

@@ -53,6 +53,9 @@ pub const BUILT_IN: [(&str, &str); 2] = [
 
 pub const DEFAULT: &str = "llama-3.1-8b-a100";
 
+/// The shortest decode step a profile may give, in milliseconds.
+pub const MIN_STEP_MS: f64 = 0.1;
+
 pub fn built_in_names() -> String {
     BUILT_IN.map(|(n, _)| n).join(", ")
 }
@@ -89,6 +92,14 @@ pub fn parse(origin: &str, text: &str) -> Result<Profile, String> {
             ));
         }
     }
+    // A step shorter than this would not move the clock forward at the end of a long run,
+    // and no GPU decodes that fast.
+    if p.decode_step_ms < MIN_STEP_MS {
+        return Err(format!(
+            "profile {origin}: field decodeStepMs is {}; it must be at least {MIN_STEP_MS} (a decode step takes milliseconds)",
+            p.decode_step_ms
+        ));
+    }
     if p.kv_cache_tokens < u64::from(p.prompt_tokens) + u64::from(p.output_tokens) {
         return Err(format!(
             "profile {origin}: field kvCacheTokens is {}, smaller than one default request ({} prompt + {} output tokens); no request would fit",
@@ -109,7 +120,7 @@ pub fn load(name_or_path: &str) -> Result<Profile, String> {
     if let Some((n, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
         return parse(n, text);
     }
-    let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+    let text = super::limits::read_yaml(name_or_path).map_err(|e| {
         format!(
             "--profile {}: not a built-in profile ({}) and not a readable file: {e}",
             crate::core::text::clip(name_or_path),
@@ -143,6 +154,16 @@ mod tests {
         let e = parse("x.yaml", &text.replace("decodeStepMs: ", "decodeStepMs: -")).unwrap_err();
         assert!(
             e.contains("decodeStepMs") && e.contains("greater than 0"),
+            "{e}"
+        );
+        // Positive but too short for the clock to move at the end of a 31-day run.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("decodeStepMs:"))
+            .unwrap_or_default();
+        let e = parse("x.yaml", &text.replace(line, "decodeStepMs: 1e-12")).unwrap_err();
+        assert!(
+            e.contains("decodeStepMs is 0.000000000001") && e.contains("at least 0.1"),
             "{e}"
         );
         let e = parse("x.yaml", &format!("{text}\ncustomSignal: queues\n")).unwrap_err();

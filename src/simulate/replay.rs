@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use super::engine::{self, Config, TriggerValue};
 use super::hpa::Hpa;
+use super::limits;
+use super::load::MAX_COLUMNS;
 
 /// Each trigger's value over time: a step function, 0 before its first point.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -18,12 +20,16 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// The value of `trigger` at `t`: the last point at or before `t`.
+    /// The value of `trigger` at `t`: the last point at or before `t`. Points are sorted by
+    /// time, so this is a binary search (a scan per sync made a long file quadratic).
     pub fn at(&self, trigger: &str, t: f64) -> f64 {
         self.by_trigger
             .get(trigger)
-            .and_then(|points| points.iter().rev().find(|(at, _)| *at <= t))
-            .map_or(0.0, |(_, v)| *v)
+            .and_then(|points| {
+                let after = points.partition_point(|(at, _)| *at <= t);
+                after.checked_sub(1).map(|i| points[i].1)
+            })
+            .unwrap_or(0.0)
     }
 
     /// The time of the last point of any trigger.
@@ -38,6 +44,7 @@ impl Signals {
 /// Reads a CSV with a header row naming the columns `t` (seconds from the start), `trigger`
 /// (a trigger name of the ScaledObject) and `value`.
 pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -45,7 +52,7 @@ pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, S
     let (_, header) = lines.next().ok_or_else(|| {
         format!("signals {origin}: empty; expected a header row `t,trigger,value` and one row per change")
     })?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let names: Vec<&str> = header.split(',').take(MAX_COLUMNS).map(str::trim).collect();
     let column = |wanted: &str| {
         names.iter().position(|n| *n == wanted).ok_or_else(|| {
             format!(
@@ -55,10 +62,19 @@ pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, S
         })
     };
     let (ti, ni, vi) = (column("t")?, column("trigger")?, column("value")?);
+    let read = ti.max(ni).max(vi) + 1;
     let mut signals = Signals::default();
+    let mut rows = 0u64;
     for (i, line) in lines {
         let n = i + 1;
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        rows += 1;
+        if rows > limits::MAX_SIGNAL_ROWS {
+            return Err(format!(
+                "signals {origin} line {n}: more than {} rows, the most simulate reads; keep one row per change of a value",
+                limits::MAX_SIGNAL_ROWS
+            ));
+        }
+        let cells: Vec<&str> = line.split(',').take(read).map(str::trim).collect();
         let cell = |idx: usize, what: &str| {
             cells.get(idx).copied().ok_or_else(|| {
                 format!("signals {origin} line {n}: no {what} (expected t,trigger,value)")
@@ -75,6 +91,12 @@ pub fn parse(origin: &str, text: &str, triggers: &[String]) -> Result<Signals, S
             }
         };
         let t = number(ti, "t")?;
+        if t > limits::MAX_SECONDS {
+            return Err(format!(
+                "signals {origin} line {n}: t {t} is past the 31 days ({} s) simulate covers; t counts seconds from the start of the run",
+                limits::MAX_SECONDS
+            ));
+        }
         let value = number(vi, "value")?;
         let name = cell(ni, "trigger")?;
         if !triggers.iter().any(|tr| tr == name) {
