@@ -110,10 +110,11 @@ fn render_one(
     let ops = patch::annotations(object.metadata.annotations.as_ref(), &plan.annotations);
     json_patch::patch(&mut value, &ops)
         .map_err(|e| RenderError::Input(format!("document {n}: cannot apply the patch: {e}")))?;
-    // The API server would fill the namespace in; show it so the output is complete.
+    // The API server would fill the namespace in; show it so the output is complete. An
+    // empty or null one is no namespace (the view fell back to `namespace` for it), so it is
+    // replaced too, and the object lands where its generated objects do.
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.entry("namespace")
-            .or_insert_with(|| Value::String(view.namespace.clone()));
+        meta.insert("namespace".into(), Value::String(view.namespace.clone()));
     }
     push_doc(&mut out.yaml, &value)?;
     if let Some(so) = &plan.scaled_object {

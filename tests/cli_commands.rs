@@ -216,3 +216,57 @@ fn kubeconfig_flag_names_the_file_it_could_not_use() {
         );
     }
 }
+
+/// A kubeconfig built to hurt (alias bomb, deep nesting, binary) is refused at start-up,
+/// naming the flag, within bounded memory: kube's YAML reader keeps a node and depth budget.
+/// Run under a 2 GiB address-space cap, so a regression fails here and not on the machine.
+#[test]
+fn hostile_kubeconfig_files_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: Config\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let mut prev = 'a';
+    for level in 'b'..='j' {
+        bomb.push_str(&format!(
+            "{level}: &{level} [{}]\n",
+            vec![format!("*{prev}"); 10].join(",")
+        ));
+        prev = level;
+    }
+    let files: [(&str, Vec<u8>); 3] = [
+        ("bomb", bomb.into_bytes()),
+        (
+            "deep",
+            format!("a: {}", "{a: ".repeat(100_000)).into_bytes(),
+        ),
+        ("binary", vec![0xff, 0xfe, 0x00, 0x9f]),
+    ];
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -v 2097152 && exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+            .args([
+                "serve",
+                "--self-signed",
+                "--addr",
+                "127.0.0.1:0",
+                "--leader-elect=false",
+            ])
+            .arg("--self-signed-dir")
+            .arg(dir.path())
+            .arg("--kubeconfig")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("--kubeconfig {}", path.display())),
+            "{name}: {err}"
+        );
+    }
+}
