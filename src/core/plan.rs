@@ -150,8 +150,17 @@ fn unmanaged(isvc: &Isvc, settings: &Settings) -> Plan {
                 plan.annotations.insert(record(k), None);
             }
         }
-        if isvc.annotations.get(AUTOSCALER_CLASS).map(String::as_str) == Some(EXTERNAL) {
+        let top_external =
+            isvc.annotations.get(AUTOSCALER_CLASS).map(String::as_str) == Some(EXTERNAL);
+        if top_external {
             plan.annotations.insert(AUTOSCALER_CLASS.to_string(), None);
+        }
+        // The predictor's own class is the user's: it stays, and it still wins in KServe.
+        if isvc.predictor.autoscaler_class.as_deref() == Some(EXTERNAL) {
+            plan.warnings.push(format!(
+                "{prefix}/strategy was removed and the generated ScaledObject and monitor are deleted, but spec.predictor.annotations keeps {AUTOSCALER_CLASS}={EXTERNAL}: nothing scales the predictor until you remove it"
+            ));
+        } else if top_external {
             plan.warnings.push(format!(
                 "{prefix}/strategy was removed: {AUTOSCALER_CLASS} is reset to KServe's default (hpa), the generated ScaledObject and monitor are deleted, and KServe's own HPA scales the predictor from now on"
             ));

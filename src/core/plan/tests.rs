@@ -392,6 +392,27 @@ fn an_external_class_on_the_predictor_decides_alone() {
         assert_eq!(set(&p, DEPLOYMENT_MODE), Some("RawDeployment"));
         assert_eq!(set(&p, AUTOSCALER_CLASS), Some("external"));
     }
+    // Removing the strategy leaves the predictor's class alone, and says it still wins.
+    let records = [
+        ("scaling.io/scaled-object", "qwen-predictor"),
+        ("scaling.io/scale-target", "qwen-predictor"),
+    ];
+    let p = update(
+        &isvc(
+            &records,
+            json!({"annotations": {AUTOSCALER_CLASS: "external"}}),
+        ),
+        &isvc(&records, json!({})),
+    )
+    .unwrap();
+    assert!(!p.annotations.contains_key(AUTOSCALER_CLASS));
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("spec.predictor.annotations keeps")
+            && !p.warnings[0].contains("KServe's own HPA"),
+        "{:?}",
+        p.warnings
+    );
     // Without a strategy the predictor's annotations are the user's business.
     let p = create(&isvc(
         &[],
