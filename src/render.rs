@@ -92,7 +92,12 @@ fn render_one(
             source: e.into(),
         }
     })?;
-    let label = format!("{}/{}", view.namespace, view.name);
+    // Names are checked only for objects with a strategy, and this one names errors too.
+    let label = format!(
+        "{}/{}",
+        crate::core::text::clip(&view.namespace),
+        crate::core::text::clip(&view.name)
+    );
     let plan = scaling
         .plan(
             Input {

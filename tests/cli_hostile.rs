@@ -216,6 +216,16 @@ fn binary_huge_empty_and_wrong_kinds_are_refused_all_or_nothing() {
     );
     refused(&out, 2, &["\\u{1b}[2J"]);
     assert!(stderr(&out).len() < 600, "{}", stderr(&out));
+    // A name that would clear the terminal is escaped wherever it is printed: in the
+    // denial of its name, and when it is refused for something else.
+    for strategy in ["queue", "nonsense"] {
+        let text = isvc("", "")
+            .replace("name: qwen", "name: \"q\\e[2J\\nforged\"")
+            .replace("strategy: queue", &format!("strategy: {strategy}"));
+        let out = render_text(&[], &text);
+        refused(&out, 1, &["default/q\\u{1b}[2J\\nforged: "]);
+        assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
+    }
     // A scalar, a list, a namespace that is not a string.
     refused(
         &render_text(&[], "42\n"),

@@ -15,6 +15,7 @@ use crate::core::plan::{self, Input};
 use crate::core::settings::Settings;
 use crate::core::spec;
 use crate::core::strategy::{MetricType, Strategy};
+use crate::core::text;
 use crate::policy::Policy;
 use crate::scaling::Scaling;
 
@@ -102,7 +103,8 @@ pub fn plan(
         .map_err(|e| format!("malformed InferenceService: {e}"))?;
     let view =
         Isvc::from_parts(&object.metadata, &object.data, namespace).map_err(|e| e.to_string())?;
-    let name = format!("{}/{}", view.namespace, view.name);
+    // Names are checked only for objects with a strategy, and this one names errors too.
+    let name = format!("{}/{}", text::clip(&view.namespace), text::clip(&view.name));
     let prefix = scaling.prefix();
     let plan = scaling
         .plan(
