@@ -6,8 +6,8 @@
 //! read; 16 bytes each, plus up to 48 each while queued in a model server), the HPA syncs
 //! (one timeline entry each, a few hundred bytes with its JSON), the modelled pods (a model
 //! server each), and the input files (read whole; CSV rows are split into at most the
-//! columns read, so a line of commas cannot multiply its size). At the bounds a run stays under about
-//! 1 GiB; the README's `simulate` section gives the figures.
+//! columns read, so a line of commas cannot multiply its size). At the bounds a run stays
+//! under about 1 GiB; the README's `simulate` section gives the figures.
 
 use super::SimError;
 use crate::core::text;
