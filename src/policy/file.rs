@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde::Deserialize;
+
+use super::source;
 
 use crate::core::names;
 use crate::core::settings::{self, RawMode, Settings, TriggerAuthKind};
@@ -122,7 +124,10 @@ pub struct Rule {
     #[serde(default)]
     pub namespaces: Vec<String>,
     /// Namespaces by label. A rule with neither applies everywhere; with both, a namespace
-    /// matching either is in scope.
+    /// matching either is in scope. Read in the strict form of [`Selector`]: k8s-openapi's
+    /// type skips unknown keys, and a typo such as `matchLabel` would leave an empty
+    /// selector, which selects every namespace.
+    #[serde(default, deserialize_with = "strict_selector")]
     pub namespace_selector: Option<LabelSelector>,
     #[serde(default)]
     pub enforcement: Enforcement,
@@ -165,13 +170,66 @@ pub struct Policy {
     pub exemptions: Exemptions,
 }
 
+/// A label selector as the policy file may spell it: the fields of Kubernetes'
+/// `LabelSelector`, and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Selector {
+    match_labels: Option<BTreeMap<String, String>>,
+    match_expressions: Option<Vec<Requirement>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requirement {
+    key: String,
+    operator: Operator,
+    values: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+fn strict_selector<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<LabelSelector>, D::Error> {
+    let Some(s) = Option::<Selector>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let expressions = s.match_expressions.map(|list| {
+        list.into_iter()
+            .map(|r| LabelSelectorRequirement {
+                key: r.key,
+                operator: match r.operator {
+                    Operator::In => "In",
+                    Operator::NotIn => "NotIn",
+                    Operator::Exists => "Exists",
+                    Operator::DoesNotExist => "DoesNotExist",
+                }
+                .to_string(),
+                values: r.values,
+            })
+            .collect()
+    });
+    Ok(Some(LabelSelector {
+        match_labels: s.match_labels,
+        match_expressions: expressions,
+    }))
+}
+
 /// Parses and checks a policy. Syntax, type and unknown-field errors carry the line and
-/// column; consistency errors name the path of the field.
+/// column and the field's path; consistency errors name the path of the field. The text is
+/// read within the limits of [`super::source`] (size, nesting, aliases).
 pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     let policy: Policy = if text.trim().is_empty() {
         Policy::default()
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?
+        source::read(text).map_err(PolicyError::Syntax)?
     };
     policy.check()?;
     Ok(policy)
