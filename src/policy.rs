@@ -16,7 +16,7 @@ pub mod source;
 pub use enforce::{Effective, Requester, Scoped, WARN_PREFIX, enforce, selects};
 pub use file::{
     Defaults, Enforcement, Exemptions, Limits, Policy, PolicyError, RequireAction, RequireStrategy,
-    RequireWhen, Rule, TriggerAuthentication, parse,
+    RequireWhen, Rule, TriggerAuthentication, parse, parse_bytes,
 };
 
 #[cfg(test)]

@@ -222,6 +222,19 @@ fn strict_selector<'de, D: serde::Deserializer<'de>>(
     }))
 }
 
+/// [`parse`] for the bytes of a file: the size cap is checked before anything else, and
+/// text that is not UTF-8 is refused naming the byte.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Policy, PolicyError> {
+    source::check_size(bytes.len()).map_err(PolicyError::Syntax)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        PolicyError::Syntax(format!(
+            "is not UTF-8 text (byte {} is not)",
+            e.valid_up_to()
+        ))
+    })?;
+    parse(text)
+}
+
 /// Parses and checks a policy. Syntax, type and unknown-field errors carry the line and
 /// column and the field's path; consistency errors name the path of the field. The text is
 /// read within the limits of [`super::source`] (size, nesting, aliases).

@@ -33,12 +33,7 @@ pub type SyntaxError = String;
 
 /// Parses one YAML document into `T` within the limits above.
 pub fn read<T: DeserializeOwned>(text: &str) -> Result<T, SyntaxError> {
-    if text.len() > MAX_BYTES {
-        return Err(format!(
-            "the policy is {} bytes; at most {MAX_BYTES} bytes (1 MiB) are read",
-            text.len()
-        ));
-    }
+    check_size(text.len())?;
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_reader_input_bytes: Some(MAX_BYTES),
@@ -72,6 +67,16 @@ pub fn read<T: DeserializeOwned>(text: &str) -> Result<T, SyntaxError> {
         })
     });
     parsed.map_err(|e| describe(&e, path.as_deref()))
+}
+
+/// Refuses a file over [`MAX_BYTES`], naming the cap.
+pub fn check_size(len: usize) -> Result<(), SyntaxError> {
+    if len > MAX_BYTES {
+        return Err(format!(
+            "the policy is {len} bytes or more; at most {MAX_BYTES} bytes (1 MiB) are read"
+        ));
+    }
+    Ok(())
 }
 
 /// `line L column C: path: problem`, on one line (reload errors go to a log line).
@@ -142,7 +147,10 @@ mod tests {
     fn a_file_over_the_cap_is_refused_before_parsing_naming_the_cap() {
         let text = format!("# {}\n", "x".repeat(MAX_BYTES));
         let e = err(&text);
-        assert!(e.contains("1048579 bytes") && e.contains("1 MiB"), "{e}");
+        assert!(
+            e.contains("1048579 bytes or more") && e.contains("1 MiB"),
+            "{e}"
+        );
         // Just under the cap is read.
         let text = format!("# {}\n", "x".repeat(MAX_BYTES - 4));
         assert_eq!(parse(&text).unwrap(), Policy::default());
