@@ -9,6 +9,7 @@ pub mod isvc;
 pub mod names;
 pub mod patch;
 pub mod plan;
+pub mod query_scope;
 pub mod resources;
 pub mod settings;
 pub mod spec;
