@@ -82,8 +82,23 @@ fn bearer() -> String {
 pub struct Limits {
     pub max_replicas: Option<u32>,
     pub allowed_strategies: Option<Vec<Strategy>>,
+    /// Where KEDA may query; with a shared credential configured, also the addresses besides
+    /// the default that may receive it.
     pub allowed_prometheus_addresses: Option<Vec<String>>,
     pub min_polling_interval: Option<u32>,
+    /// Which series a `custom` query may read. Unset: `own` when a shared credential is
+    /// configured (the trigger carries it), `any` otherwise.
+    pub custom_query_namespace: Option<QueryNamespace>,
+}
+
+/// `limits.customQueryNamespace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryNamespace {
+    /// Every selector must carry `namespace="<the InferenceService's namespace>"`.
+    Own,
+    /// No restriction (the platform's Prometheus enforces its own, or holds nothing private).
+    Any,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -463,7 +478,7 @@ fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
         );
     }
     if let (Some(allowed), Some(a)) = (&l.allowed_prometheus_addresses, &d.prometheus_address)
-        && !allowed.contains(a)
+        && !allowed.iter().any(|x| settings::same_address(x, a))
     {
         return bad(
             "prometheusAddress",
