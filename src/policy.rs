@@ -11,6 +11,7 @@
 
 mod enforce;
 mod file;
+mod overlap;
 pub mod source;
 
 pub use enforce::{Effective, Requester, Scoped, WARN_PREFIX, enforce, selects};

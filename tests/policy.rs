@@ -98,6 +98,24 @@ fn policy_check_points_at_the_line_or_field() {
             "limits: {maxReplicas: 4}\ndefaults: {maxReplicas: 9}\n",
             vec!["limits.maxReplicas", "default 9 is above the limit 4"],
         ),
+        // A rule's default that another rule's limit refuses where both apply: both named.
+        (
+            "rules:\n  - name: cap\n    limits: {maxReplicas: 4}\n  - name: team\n    namespaces: [search]\n    defaults: {maxReplicas: 9}\n",
+            vec![
+                "rules[1] (team).defaults.maxReplicas",
+                "rules[0] (cap).limits.maxReplicas",
+                "namespace search",
+            ],
+        ),
+        // A typo in a selector used to select every namespace.
+        (
+            "rules:\n  - name: cap\n    namespaceSelector:\n      matchLabel: {tier: gold}\n",
+            vec![
+                "unknown field `matchLabel`",
+                "line 4",
+                "rules[0].namespaceSelector",
+            ],
+        ),
     ] {
         let path = dir.path().join("p.yaml");
         std::fs::write(&path, text).unwrap();

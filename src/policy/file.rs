@@ -355,7 +355,7 @@ impl Policy {
                 ),
             );
         }
-        Ok(())
+        super::overlap::check(self)
     }
 
     pub fn prefix(&self) -> String {
