@@ -25,3 +25,6 @@ mod tests;
 
 #[cfg(test)]
 mod credential_tests;
+
+#[cfg(test)]
+mod hostile_tests;

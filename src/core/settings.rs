@@ -51,7 +51,8 @@ impl FromStr for RawMode {
             "RawDeployment" => Ok(RawMode::RawDeployment),
             "Standard" => Ok(RawMode::Standard),
             other => Err(format!(
-                "raw mode '{other}' is not allowed; use RawDeployment or Standard"
+                "raw mode '{}' is not allowed; use RawDeployment or Standard",
+                crate::core::text::clip(other)
             )),
         }
     }

@@ -281,22 +281,40 @@ impl Policy {
         }
         check_defaults("defaults", &self.defaults)?;
         check_limits("limits", &self.limits, &self.defaults)?;
-        let mut names = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for (i, rule) in self.rules.iter().enumerate() {
-            let at = |f: &str| format!("rules[{i}] ({}).{f}", rule.name);
+            let at = |f: &str| format!("rules[{i}] ({}).{f}", text::clip(&rule.name));
             if rule.name.trim().is_empty() {
                 return bad(
                     format!("rules[{i}].name"),
                     "is empty; every rule needs a name for its messages".into(),
                 );
             }
-            if names.contains(&rule.name) {
+            // The name is shown to users in denials and warnings, and in log lines.
+            if rule.name.chars().count() > RULE_NAME_MAX || rule.name.chars().any(char::is_control)
+            {
+                return bad(
+                    format!("rules[{i}].name"),
+                    format!(
+                        "'{}' is not allowed; use at most {RULE_NAME_MAX} characters and no control characters",
+                        text::clip(&rule.name)
+                    ),
+                );
+            }
+            if !names.insert(rule.name.as_str()) {
                 return bad(
                     at("name"),
                     "is used by an earlier rule; names must be unique".into(),
                 );
             }
-            names.push(rule.name.clone());
+            for (j, n) in rule.namespaces.iter().enumerate() {
+                if let Err(e) = names::dns1123_label(n) {
+                    return bad(
+                        at(&format!("namespaces[{j}]")),
+                        format!("{e}; a namespace of that name cannot exist"),
+                    );
+                }
+            }
             if rule.defaults.annotation_prefix.is_some() {
                 return bad(
                     at("defaults.annotationPrefix"),
@@ -327,7 +345,39 @@ impl Policy {
                 }
             }
             if let Some(sel) = &rule.namespace_selector {
+                let labels = sel.match_labels.iter().flatten();
+                if labels.clone().next().is_none()
+                    && sel.match_expressions.as_ref().is_none_or(Vec::is_empty)
+                {
+                    return bad(
+                        at("namespaceSelector"),
+                        "is empty, which selects every namespace; give matchLabels or matchExpressions, or leave namespaceSelector out for a rule that applies everywhere".into(),
+                    );
+                }
+                for (k, v) in labels {
+                    if let Err(e) = names::label_key(k) {
+                        return bad(at("namespaceSelector.matchLabels"), e);
+                    }
+                    if let Err(e) = names::label_value(v) {
+                        return bad(
+                            at(&format!("namespaceSelector.matchLabels.{}", text::clip(k))),
+                            e,
+                        );
+                    }
+                }
                 for (j, expr) in sel.match_expressions.iter().flatten().enumerate() {
+                    let here = |f: &str| at(&format!("namespaceSelector.matchExpressions[{j}]{f}"));
+                    if let Err(e) = names::label_key(&expr.key) {
+                        return bad(here(".key"), e);
+                    }
+                    if let Some(e) = expr
+                        .values
+                        .iter()
+                        .flatten()
+                        .find_map(|v| names::label_value(v).err())
+                    {
+                        return bad(here(".values"), e);
+                    }
                     let ok = match expr.operator.as_str() {
                         "In" | "NotIn" => expr.values.as_ref().is_some_and(|v| !v.is_empty()),
                         "Exists" | "DoesNotExist" => expr.values.as_ref().is_none_or(Vec::is_empty),
@@ -342,6 +392,39 @@ impl Policy {
                             ),
                         );
                     }
+                }
+            }
+        }
+        let ex = &self.exemptions;
+        for (k, v) in &ex.namespace_labels {
+            if let Err(e) = names::label_key(k) {
+                return bad("exemptions.namespaceLabels".into(), e);
+            }
+            if let Err(e) = names::label_value(v) {
+                return bad(format!("exemptions.namespaceLabels.{}", text::clip(k)), e);
+            }
+        }
+        if let Some(a) = &ex.annotation
+            && let Err(e) = names::label_key(a)
+        {
+            return bad(
+                "exemptions.annotation".into(),
+                e.replace("label key", "annotation key"),
+            );
+        }
+        for (field, list) in [
+            ("allowedUsers", &ex.allowed_users),
+            ("allowedGroups", &ex.allowed_groups),
+        ] {
+            for (j, who) in list.iter().enumerate() {
+                if who.is_empty() || who.len() > 1024 || who.chars().any(char::is_control) {
+                    return bad(
+                        format!("exemptions.{field}[{j}]"),
+                        format!(
+                            "'{}' is not a user or group name: use 1 to 1024 characters and no control characters",
+                            text::clip(who)
+                        ),
+                    );
                 }
             }
         }
@@ -445,6 +528,9 @@ fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// The longest rule name: it is shown in denials and warnings.
+pub const RULE_NAME_MAX: usize = 63;
+
 /// Checks a limit set, and that the defaults next to it respect it.
 fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
     let bad = |f: &str, problem: String| {
@@ -455,6 +541,35 @@ fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
     };
     if l.max_replicas == Some(0) {
         return bad("maxReplicas", "must be at least 1".into());
+    }
+    for (f, n) in [
+        ("maxReplicas", l.max_replicas),
+        ("minPollingInterval", l.min_polling_interval),
+    ] {
+        if let Some(n) = n.filter(|n| *n > spec::MAX_INT32) {
+            return bad(
+                f,
+                format!(
+                    "{n} is not allowed; use a whole number up to {}",
+                    spec::MAX_INT32
+                ),
+            );
+        }
+    }
+    if l.allowed_strategies.as_ref().is_some_and(Vec::is_empty) {
+        return bad(
+            "allowedStrategies",
+            "is empty, which allows nothing and refuses every InferenceService with a strategy; list the strategies to allow, or leave it out".into(),
+        );
+    }
+    if l.allowed_prometheus_addresses
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
+        return bad(
+            "allowedPrometheusAddresses",
+            "is empty, which allows nothing and refuses every InferenceService with a strategy; list the addresses to allow, or leave it out".into(),
+        );
     }
     for (i, a) in l.allowed_prometheus_addresses.iter().flatten().enumerate() {
         if let Err(e) = spec::check_url(a) {
