@@ -133,6 +133,42 @@ fn policy_check_points_at_the_line_or_field() {
     }
 }
 
+/// A file with no end, one past the cap, or not UTF-8: refused by what it is, without reading
+/// more than the cap.
+#[test]
+fn policy_check_refuses_endless_oversized_and_binary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(1024 * 1024))).unwrap();
+    let binary = dir.path().join("binary.yaml");
+    std::fs::write(&binary, b"limits: {maxReplicas: 4}\n\xff\xfe\n").unwrap();
+    for (path, says) in [
+        (Path::new("/dev/zero"), "at most 1048576 bytes (1 MiB)"),
+        (big.as_path(), "at most 1048576 bytes (1 MiB)"),
+        (binary.as_path(), "is not UTF-8 text (byte 25"),
+    ] {
+        for command in [
+            vec!["policy", "check", "--policy"],
+            vec!["render", "-f", "-", "--policy"],
+        ] {
+            let out = bin()
+                .args(&command)
+                .arg(path)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            // `policy check` exits 1, `render` 2 (its code for a usage error).
+            assert!(
+                matches!(out.status.code(), Some(1 | 2)),
+                "{command:?} {}",
+                path.display()
+            );
+            let err = stderr(&out);
+            assert!(err.contains(says), "{command:?} {}: {err}", path.display());
+        }
+    }
+}
+
 #[test]
 fn team_defaults_example() {
     let policy = example("policy-team-defaults.yaml");
