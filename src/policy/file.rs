@@ -528,8 +528,9 @@ fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// The longest rule name: it is shown in denials and warnings.
-pub const RULE_NAME_MAX: usize = 63;
+/// The longest rule name, as long as an object name: it is shown in denials and warnings
+/// (which clip it to fit what the API server shows).
+pub const RULE_NAME_MAX: usize = 253;
 
 /// Checks a limit set, and that the defaults next to it respect it.
 fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
