@@ -5,8 +5,9 @@
 //! one of those limits denies (or warns about) every InferenceService there that relies on
 //! it. The file's own checks already compare a rule's defaults with its own and the cluster's
 //! limits; this one follows the defaults into each namespace two scopes share: a rule that
-//! applies everywhere, and the namespaces rules name. Rules that select by label can only be
-//! known to overlap on a cluster, so they are left out.
+//! applies everywhere, the namespaces rules name, and whatever a label-selected rule picks
+//! (where the rules for every namespace apply too). Whether two label-selected rules meet
+//! only the cluster knows, so that pair is left out.
 //!
 //! Linear in the file: the rules that apply everywhere are folded once (the last to set each
 //! default, the tightest of each limit), then each named namespace adds its own rules.
@@ -182,6 +183,18 @@ pub fn check(policy: &Policy) -> Result<(), PolicyError> {
         let scope = base.with(policy, rules);
         let place = format!("namespace {}", crate::core::text::clip(ns));
         check_scope(policy, &scope, rules, &place, &lists, &mut memo)?;
+    }
+    // Whatever namespaces a label-selected rule picks, the rules for every namespace apply
+    // there too.
+    for (i, r) in policy.rules.iter().enumerate() {
+        if r.namespace_selector.is_some() {
+            let scope = base.with(policy, &[i]);
+            let place = format!(
+                "the namespaces rule '{}' selects",
+                crate::core::text::clip(&r.name)
+            );
+            check_scope(policy, &scope, &[i], &place, &lists, &mut memo)?;
+        }
     }
     Ok(())
 }
@@ -425,6 +438,18 @@ mod tests {
                 "rules[0] (cap).limits.maxReplicas",
                 "every namespace",
             ),
+            (
+                "rules:\n- name: cap\n  limits: {maxReplicas: 4}\n- name: gold\n  namespaceSelector: {matchLabels: {tier: gold}}\n  defaults: {maxReplicas: 8}\n",
+                "rules[1] (gold).defaults.maxReplicas",
+                "rules[0] (cap).limits.maxReplicas",
+                "the namespaces rule 'gold' selects",
+            ),
+            (
+                "rules:\n- name: gold\n  namespaceSelector: {matchLabels: {tier: gold}}\n  limits: {allowedStrategies: [queue]}\n  requireStrategy: {action: default, strategy: tokens}\n",
+                "rules[0] (gold).requireStrategy.strategy",
+                "rules[0] (gold).limits.allowedStrategies",
+                "the namespaces rule 'gold' selects",
+            ),
         ] {
             let (p, problem) = refused(text);
             assert_eq!(p, path, "{text}");
@@ -442,7 +467,7 @@ mod tests {
             "rules:\n- name: cap\n  namespaces: [x]\n  limits: {maxReplicas: 4}\n- name: big\n  namespaces: [y]\n  defaults: {maxReplicas: 8}\n",
             // A later rule's default replaces the one that would not fit.
             "rules:\n- name: big\n  namespaces: [x]\n  defaults: {maxReplicas: 8}\n- name: cap\n  namespaces: [x]\n  defaults: {maxReplicas: 3}\n  limits: {maxReplicas: 4}\n",
-            // Label-selected rules may or may not meet on a cluster.
+            // A label-selected rule may or may not pick a named namespace.
             "rules:\n- name: cap\n  namespaceSelector: {matchLabels: {tier: small}}\n  limits: {maxReplicas: 4}\n- name: big\n  namespaces: [x]\n  defaults: {maxReplicas: 8}\n",
             // A requirement in warn mode adds no strategy; a later deny replaces a default.
             "rules:\n- name: gpus\n  enforcement: warn\n  requireStrategy: {action: default, strategy: tokens}\n- name: q\n  namespaces: [x]\n  limits: {allowedStrategies: [queue]}\n",
