@@ -2,7 +2,8 @@
 //! randomness, so the webhook, the controller and `render` can never disagree.
 //!
 //! Imports inside the core run one way: `text` <- `names` <- `strategy` <- `spec`,
-//! `settings` <- `isvc` <- `plan`; `resources` and `patch` are leaf data types.
+//! `settings` <- `isvc` <- `plan`; `query_scope` (on `text`) <- `plan`; `resources` and `patch`
+//! are leaf data types.
 
 pub mod alerts;
 pub mod isvc;
