@@ -1,5 +1,6 @@
 //! The HTTPS admission server: `/mutate`, health, readiness and metrics.
 
+pub mod limits;
 pub mod listener;
 
 use std::sync::Arc;
