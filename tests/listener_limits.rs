@@ -374,6 +374,243 @@ async fn a_connection_beyond_the_cap_is_closed_at_once_and_the_other_port_keeps_
     );
 }
 
+/// A request, and the answers that count as handled: the status codes in order, where an
+/// empty list means the connection was closed without one.
+struct Case {
+    name: &'static str,
+    bytes: Vec<u8>,
+    answers: Vec<&'static [u16]>,
+}
+
+fn request(head: &str, body: &[u8]) -> Vec<u8> {
+    [head.replace('\n', "\r\n").as_bytes(), b"\r\n", body].concat()
+}
+
+/// Hostile HTTP/1 requests. `with_body` is the method and path of the requests with a body:
+/// `POST /mutate` on the HTTPS port, which reads it, and `GET /metrics` on the plain one,
+/// which answers without reading it. `read` is whether the body is read.
+fn http_cases(with_body: &str, read: bool) -> Vec<Case> {
+    let p = with_body;
+    let headers: String = (0..200).map(|i| format!("x-h{i}: v\n")).collect();
+    // What a body the handler reads gets, and what one it does not read gets.
+    let (bad_body, slow_body, not_a_review): (&[u16], &[u16], &[u16]) = if read {
+        (&[400], &[408], &[400])
+    } else {
+        (&[200], &[200], &[200])
+    };
+    vec![
+        Case {
+            name: "HTTP/2 preface on an HTTP/1-only port",
+            bytes: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            answers: vec![&[]],
+        },
+        Case {
+            name: "h2c upgrade request",
+            bytes: request(
+                "GET /healthz HTTP/1.1\nhost: x\nconnection: upgrade, http2-settings, close\nupgrade: h2c\nhttp2-settings: AAMAAABkAAQCAAAAAAIAAAAA\n",
+                b"",
+            ),
+            answers: vec![&[200]],
+        },
+        Case {
+            name: "a 64 KiB header",
+            bytes: request(
+                &format!(
+                    "GET /healthz HTTP/1.1\nhost: x\nx-big: {}\n",
+                    "a".repeat(64 * 1024)
+                ),
+                b"",
+            ),
+            answers: vec![&[431], &[]],
+        },
+        Case {
+            name: "200 headers",
+            bytes: request(&format!("GET /healthz HTTP/1.1\nhost: x\n{headers}"), b""),
+            answers: vec![&[431], &[]],
+        },
+        Case {
+            name: "a 20 KiB path",
+            bytes: request(
+                &format!(
+                    "GET /{} HTTP/1.1\nhost: x\nconnection: close\n",
+                    "a".repeat(20 * 1024)
+                ),
+                b"",
+            ),
+            answers: vec![&[404]],
+        },
+        Case {
+            name: "a 64 KiB path",
+            bytes: request(
+                &format!(
+                    "GET /{} HTTP/1.1\nhost: x\nconnection: close\n",
+                    "a".repeat(64 * 1024)
+                ),
+                b"",
+            ),
+            answers: vec![&[431], &[]],
+        },
+        Case {
+            name: "binary request line",
+            bytes: b"\x00\x01\x02\x03 \xff\xfe\r\n\r\n".to_vec(),
+            answers: vec![&[400]],
+        },
+        Case {
+            name: "space in a header name",
+            bytes: request("GET /healthz HTTP/1.1\nhost: x\nbad header: v\n", b""),
+            answers: vec![&[400]],
+        },
+        Case {
+            name: "NUL in a header value",
+            bytes: b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-a: a\x00b\r\n\r\n".to_vec(),
+            answers: vec![&[400]],
+        },
+        Case {
+            name: "HTTP/1.0 without host",
+            bytes: b"GET /healthz HTTP/1.0\r\n\r\n".to_vec(),
+            answers: vec![&[200]],
+        },
+        Case {
+            name: "unknown method",
+            bytes: request("BREW /healthz HTTP/1.1\nhost: x\nconnection: close\n", b""),
+            answers: vec![&[405]],
+        },
+        Case {
+            name: "three pipelined requests",
+            bytes: [
+                request("GET /healthz HTTP/1.1\nhost: x\n", b""),
+                request("GET /readyz HTTP/1.1\nhost: x\n", b""),
+                request("GET /healthz HTTP/1.1\nhost: x\nconnection: close\n", b""),
+            ]
+            .concat(),
+            answers: vec![&[200, 200, 200]],
+        },
+        Case {
+            name: "chunk size that is not hex",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ntransfer-encoding: chunked\n"),
+                b"zz\r\n{}\r\n0\r\n\r\n",
+            ),
+            answers: vec![bad_body],
+        },
+        Case {
+            name: "chunk size past 64 bits",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ntransfer-encoding: chunked\n"),
+                b"fffffffffffffffffffff\r\n{}\r\n0\r\n\r\n",
+            ),
+            answers: vec![bad_body],
+        },
+        Case {
+            name: "chunk announcing 256 MiB, then silence",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ntransfer-encoding: chunked\n"),
+                b"10000000\r\n{\"a\":",
+            ),
+            answers: vec![slow_body],
+        },
+        Case {
+            name: "content-length shorter than the body",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ncontent-length: 2\n"),
+                b"{}GARBAGE / HTTP/1.1\r\nconnection: close\r\n\r\n",
+            ),
+            answers: vec![if read { &[400, 404] } else { &[200, 404] }],
+        },
+        Case {
+            name: "content-length longer than the body, then silence",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ncontent-length: 100\n"),
+                b"{}",
+            ),
+            answers: vec![slow_body],
+        },
+        Case {
+            name: "two different content-lengths",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ncontent-length: 2\ncontent-length: 3\n"),
+                b"{}",
+            ),
+            answers: vec![&[400]],
+        },
+        Case {
+            // RFC 9112: chunked wins, and the connection is closed after the answer.
+            name: "content-length and chunked together",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ncontent-length: 2\ntransfer-encoding: chunked\n"),
+                b"2\r\n{}\r\n0\r\n\r\n",
+            ),
+            answers: vec![not_a_review],
+        },
+        Case {
+            name: "negative content-length",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ncontent-length: -1\n"),
+                b"{}",
+            ),
+            answers: vec![&[400]],
+        },
+        Case {
+            name: "expect 100-continue and no body",
+            bytes: request(
+                &format!("{p} HTTP/1.1\nhost: x\ncontent-length: 10\nexpect: 100-continue\n"),
+                b"",
+            ),
+            answers: vec![if read { &[100, 408] } else { &[200] }],
+        },
+    ]
+}
+
+async fn run_cases(
+    port_name: &str,
+    cases: Vec<Case>,
+    mut connect: impl AsyncFnMut() -> Box<dyn AsyncStream>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in cases {
+        let mut stream = connect().await;
+        let what = format!("{port_name}: {}", case.name);
+        let started = Instant::now();
+        let got = raw::exchange(&what, &mut stream, &case.bytes).await;
+        let seen = statuses(&got);
+        eprintln!("{what}: {seen:?} after {:?}", started.elapsed());
+        if !case.answers.contains(&seen.as_slice()) {
+            failures.push(format!(
+                "{what}: got {seen:?}, wanted one of {:?}: {}",
+                case.answers,
+                String::from_utf8_lossy(&got[..got.len().min(300)])
+            ));
+        }
+    }
+    failures
+}
+
+trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http_requests_get_an_answer_or_a_closed_connection() {
+    let mut served = Served::start();
+    let (https, metrics, ca) = (served.https, served.metrics, served.ca_pem.clone());
+    // The API server's deadline parameter keeps the cases that wait for a body short.
+    let mut failures = run_cases(
+        "https",
+        http_cases("POST /mutate?timeout=1s", true),
+        async || Box::new(raw::tls(https, &ca).await) as Box<dyn AsyncStream>,
+    )
+    .await;
+    failures.extend(
+        run_cases("metrics", http_cases("GET /metrics", false), async || {
+            Box::new(raw::tcp(metrics).await) as Box<dyn AsyncStream>
+        })
+        .await,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(good_review(&served).await, 200);
+    assert_eq!(healthz(&served).await, (200, 200));
+    assert!(served.alive());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_tls_clients_are_closed_and_the_port_keeps_serving() {
     let mut served = Served::start();
