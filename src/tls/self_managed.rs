@@ -263,7 +263,20 @@ pub async fn ensure(client: Client, cfg: &SelfManaged, now: i64) -> Result<Share
             Some(secret) => {
                 match Shared::from_secret(&secret) {
                     Some(shared) if !shared.needs_renewal(now, cfg.renew_before) => {
-                        return Ok(shared);
+                        // A pair that does not load (edited by hand, cut short) would stop
+                        // every replica at start-up: replace it like an expiring one.
+                        match tls::server_config(
+                            &shared.serving,
+                            std::path::Path::new("tls.crt"),
+                            std::path::Path::new("tls.key"),
+                        ) {
+                            Ok(_) => return Ok(shared),
+                            Err(e) => warn!(
+                                secret = %format!("{}/{}", cfg.secret_namespace, cfg.secret_name),
+                                error = %e,
+                                "the Secret's certificate does not load; issuing a new one"
+                            ),
+                        }
                     }
                     _ => {}
                 }
