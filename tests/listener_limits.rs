@@ -314,18 +314,30 @@ async fn fill_and_exceed(served: &Served, port: u16, cap: usize, listener: &str)
     for _ in 0..cap {
         hogs.push(raw::tcp(port).await);
     }
-    let deadline = Instant::now() + SLACK;
-    while sample(served, over_tls, &open).await != Some(cap as f64) {
-        assert!(
-            Instant::now() < deadline,
-            "{listener}: the server never counted {cap}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let counted = async |n: usize| {
+        let deadline = Instant::now() + SLACK;
+        while sample(served, over_tls, &open).await != Some(n as f64) {
+            assert!(
+                Instant::now() < deadline,
+                "{listener}: the server never counted {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    counted(cap).await;
     // One more: accepted by the kernel, closed by the server straight away, while every
     // hog is still open (they are held for seconds; no clock is read here).
     let mut extra = raw::tcp(port).await;
     let got = raw::until_closed("the connection beyond the cap", &mut extra).await;
+    assert!(got.is_empty(), "{listener}: {got:?}");
+    // A hog ends and a newcomer takes its slot; the next one past the cap is refused again,
+    // without a second warning: the port never had room to speak of.
+    drop(hogs.pop());
+    counted(cap - 1).await;
+    hogs.push(raw::tcp(port).await);
+    counted(cap).await;
+    let mut extra = raw::tcp(port).await;
+    let got = raw::until_closed("the second connection beyond the cap", &mut extra).await;
     assert!(got.is_empty(), "{listener}: {got:?}");
     let mut still_open = 0;
     for hog in &hogs {
@@ -342,7 +354,7 @@ async fn fill_and_exceed(served: &Served, port: u16, cap: usize, listener: &str)
             &format!("kserve_keda_webhook_connections_refused_total{{listener=\"{listener}\"}}")
         )
         .await,
-        Some(1.0),
+        Some(2.0),
         "{listener}"
     );
     // The other port keeps answering; once the hogs go, this one does too.

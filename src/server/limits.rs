@@ -76,10 +76,12 @@ pub const READ_BUFFER: usize = 32 * 1024;
 #[derive(Clone)]
 pub struct Limited {
     slots: Arc<Semaphore>,
+    max: usize,
     listener: &'static str,
     open: Gauge,
     refused: Counter,
-    /// Set while the port is full, so a flood logs one line rather than one per connection.
+    /// Set from the first refusal until a tenth of the slots are free again, so a flood that
+    /// keeps the port full logs one line rather than two per connection that ends.
     full: Arc<AtomicBool>,
 }
 
@@ -89,6 +91,7 @@ impl Limited {
         let labels = ListenerLabels { listener };
         Limited {
             slots: Arc::new(Semaphore::new(max)),
+            max,
             listener,
             open: metrics.connections.get_or_create(&labels).clone(),
             refused: metrics.connections_refused.get_or_create(&labels).clone(),
@@ -99,7 +102,10 @@ impl Limited {
     fn admit(&self) -> Option<OwnedSemaphorePermit> {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                if self.full.swap(false, Ordering::Relaxed) {
+                if self.full.load(Ordering::Relaxed)
+                    && self.slots.available_permits() >= self.max / 10
+                    && self.full.swap(false, Ordering::Relaxed)
+                {
                     info!(listener = self.listener, "accepting connections again");
                 }
                 self.open.inc();
