@@ -32,10 +32,11 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
+    /// The I/O error is in the message, not a `source`, so a chain prints it once.
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -356,15 +357,15 @@ fn name(cn: &str) -> DistinguishedName {
 pub fn write_dir(dir: &Path, issued: &Issued) -> Result<(PathBuf, PathBuf, PathBuf), TlsError> {
     let write = |file: &str, bytes: &[u8]| -> Result<PathBuf, TlsError> {
         let path = dir.join(file);
-        std::fs::write(&path, bytes).map_err(|source| TlsError::Write {
+        std::fs::write(&path, bytes).map_err(|error| TlsError::Write {
             path: path.clone(),
-            source,
+            error,
         })?;
         Ok(path)
     };
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    std::fs::create_dir_all(dir).map_err(|error| TlsError::Write {
         path: dir.into(),
-        source,
+        error,
     })?;
     let cert = write("tls.crt", &issued.serving.cert)?;
     let key = write("tls.key", &issued.serving.key)?;
@@ -376,10 +377,10 @@ pub fn write_dir(dir: &Path, issued: &Issued) -> Result<(PathBuf, PathBuf, PathB
 #[cfg(unix)]
 fn restrict(path: &Path) -> Result<(), TlsError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|error| {
         TlsError::Write {
             path: path.into(),
-            source,
+            error,
         }
     })
 }

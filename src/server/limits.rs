@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | TLS handshake (HTTPS) | [`TLS_HANDSHAKE_TIMEOUT`] | axum-server's rustls acceptor |
 //! | request head, and the wait for the next one on a kept-alive connection | [`HEADER_READ_TIMEOUT`] | hyper's `header_read_timeout` |
-//! | body, queue for room and answer (`/mutate`) | [`crate::server::REQUEST_TIMEOUT`] | the router |
+//! | body, queue for room and answer (`/mutate`) | [`crate::server::REQUEST_TIMEOUT`], or sooner by the API server's deadline ([`crate::server::answer_within`]) | the router |
 //! | a response the client does not read | [`WRITE_STALL_TIMEOUT`] | [`Held`] |
 //! | connections at once | [`MAX_TLS_CONNECTIONS`], [`MAX_METRICS_CONNECTIONS`] | [`Limited`] |
 

@@ -21,11 +21,10 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("the TLS listener failed: {0}")]
     Stopped(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message and not a `source`: printed as a chain (the
+    /// binary's `{:#}`), it would otherwise appear twice.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: String, error: std::io::Error },
 }
 
 /// Where the serving certificate comes from.
@@ -51,14 +50,14 @@ pub struct ServeOptions {
 
 /// Binds a TCP listener; with port 0 the kernel picks one (see `local_addr`).
 pub fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    let l = TcpListener::bind(addr).map_err(|source| ServeError::Listen {
+    let l = TcpListener::bind(addr).map_err(|error| ServeError::Listen {
         addr: addr.to_string(),
-        source,
+        error,
     })?;
     l.set_nonblocking(true)
-        .map_err(|source| ServeError::Listen {
+        .map_err(|error| ServeError::Listen {
             addr: addr.to_string(),
-            source,
+            error,
         })?;
     Ok(l)
 }
@@ -95,9 +94,9 @@ pub async fn run(
             &state.metrics,
         ));
     let mut server = axum_server::from_tcp(opts.listener)
-        .map_err(|source| ServeError::Listen {
+        .map_err(|error| ServeError::Listen {
             addr: addr.clone(),
-            source,
+            error,
         })?
         .acceptor(acceptor)
         .handle(handle.clone())
@@ -112,9 +111,9 @@ pub async fn run(
     let metrics_task = match opts.metrics_listener {
         Some(l) => {
             let mut server = axum_server::from_tcp(l)
-                .map_err(|source| ServeError::Listen {
+                .map_err(|error| ServeError::Listen {
                     addr: "metrics".into(),
-                    source,
+                    error,
                 })?
                 .acceptor(Limited::new(
                     "metrics",
