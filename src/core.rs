@@ -2,13 +2,15 @@
 //! randomness, so the webhook, the controller and `render` can never disagree.
 //!
 //! Imports inside the core run one way: `text` <- `names` <- `strategy` <- `spec`,
-//! `settings` <- `isvc` <- `plan`; `resources` and `patch` are leaf data types.
+//! `settings` <- `isvc` <- `plan`; `query_scope` (on `text`) <- `plan`; `resources` and `patch`
+//! are leaf data types.
 
 pub mod alerts;
 pub mod isvc;
 pub mod names;
 pub mod patch;
 pub mod plan;
+pub mod query_scope;
 pub mod resources;
 pub mod settings;
 pub mod spec;

@@ -22,6 +22,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// https (admission) or metrics (the plain-HTTP probes and metrics port).
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -43,6 +49,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// notAfter of the certificate being served, in seconds since the epoch.
     pub certificate_expiry: Gauge,
+    /// Connections open now, per listener (handshakes included).
+    pub connections: Family<ListenerLabels, Gauge>,
+    /// Connections closed on arrival because their listener was at its cap.
+    pub connections_refused: Family<ListenerLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +77,8 @@ impl Metrics {
             admissions_in_flight: Gauge::default(),
             leader: Gauge::default(),
             certificate_expiry: Gauge::default(),
+            connections: Family::default(),
+            connections_refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kserve_keda_webhook");
         r.register(
@@ -123,6 +135,16 @@ impl Metrics {
             "certificate_expiry_timestamp_seconds",
             "notAfter of the serving certificate in use, in seconds since the epoch",
             m.certificate_expiry.clone(),
+        );
+        r.register(
+            "connections",
+            "Connections open now, by listener (https, metrics), TLS handshakes included",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed on arrival because the listener was at its connection cap",
+            m.connections_refused.clone(),
         );
         // The standard names every exporter uses, so existing fleet alerts apply unchanged.
         registry.register_collector(Box::new(crate::metrics::process::ProcessCollector));

@@ -11,12 +11,20 @@
 
 mod enforce;
 mod file;
+mod overlap;
+pub mod source;
 
 pub use enforce::{Effective, Requester, Scoped, WARN_PREFIX, enforce, selects};
 pub use file::{
-    Defaults, Enforcement, Exemptions, Limits, Policy, PolicyError, RequireAction, RequireStrategy,
-    RequireWhen, Rule, TriggerAuthentication, parse,
+    Defaults, Enforcement, Exemptions, Limits, Policy, PolicyError, QueryNamespace, RequireAction,
+    RequireStrategy, RequireWhen, Rule, TriggerAuthentication, parse, parse_bytes,
 };
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod credential_tests;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -5,6 +5,7 @@
 //! Secrets and ConfigMaps through a symlink. A version that fails to apply is remembered too,
 //! so it is reported once rather than on every tick; the next change is tried afresh.
 
+use std::future::Future;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -19,9 +20,30 @@ use crate::metrics::ResultLabels;
 pub async fn on_change<T: PartialEq>(
     what: &str,
     interval: Duration,
+    last: T,
+    read: impl FnMut() -> Option<T>,
+    mut apply: impl FnMut(&T) -> Result<(), String>,
+    reloads: Family<ResultLabels, Counter>,
+) {
+    on_change_async(
+        what,
+        interval,
+        last,
+        read,
+        |next| std::future::ready(apply(next)),
+        reloads,
+    )
+    .await;
+}
+
+/// [`on_change`] with an `apply` that may wait, so one that does heavy work can hand it to a
+/// blocking thread (`tokio::task::spawn_blocking`) instead of holding an async worker.
+pub async fn on_change_async<T: PartialEq, F: Future<Output = Result<(), String>>>(
+    what: &str,
+    interval: Duration,
     mut last: T,
     mut read: impl FnMut() -> Option<T>,
-    mut apply: impl FnMut(&T) -> Result<(), String>,
+    mut apply: impl FnMut(&T) -> F,
     reloads: Family<ResultLabels, Counter>,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -34,7 +56,7 @@ pub async fn on_change<T: PartialEq>(
         if next == last {
             continue;
         }
-        match apply(&next) {
+        match apply(&next).await {
             Ok(()) => {
                 reloads
                     .get_or_create(&ResultLabels { result: "success" })

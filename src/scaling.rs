@@ -87,6 +87,10 @@ impl Scaling {
 /// Re-reads the policy file every `interval`; a new version that parses replaces the old
 /// one, a broken one is logged and counted and the last good policy stays in force. A file
 /// that disappears (a ConfigMap being replaced) keeps the current policy too.
+///
+/// The file is parsed on a blocking thread: a large or pathological file (within the caps
+/// of [`policy::source`]) then costs a blocking thread its time, never an async worker
+/// that answers reviews and probes.
 pub async fn watch_policy(
     scaling: Arc<Scaling>,
     path: PathBuf,
@@ -94,19 +98,60 @@ pub async fn watch_policy(
     interval: Duration,
     metrics: Metrics,
 ) {
+    watch_with(
+        scaling,
+        path,
+        current,
+        interval,
+        metrics,
+        Arc::new(|bytes: &[u8]| policy::parse_bytes(bytes).map_err(|e| e.to_string())),
+    )
+    .await;
+}
+
+/// How a reload turns the file's bytes into a policy (a seam for tests).
+type Parse = Arc<dyn Fn(&[u8]) -> Result<Policy, String> + Send + Sync>;
+
+async fn watch_with(
+    scaling: Arc<Scaling>,
+    path: PathBuf,
+    current: String,
+    interval: Duration,
+    metrics: Metrics,
+    parse: Parse,
+) {
     let what = format!("policy {}", path.display());
-    crate::reload::on_change(
+    crate::reload::on_change_async(
         &what,
         interval,
-        current,
-        || std::fs::read_to_string(&path).ok(),
-        |text| {
-            scaling.replace(policy::parse(text).map_err(|e| e.to_string())?);
-            Ok(())
+        current.into_bytes(),
+        || read_policy(&path).ok(),
+        |bytes| {
+            let bytes = bytes.clone();
+            let parse = parse.clone();
+            let scaling = scaling.clone();
+            async move {
+                let parsed = tokio::task::spawn_blocking(move || parse(&bytes))
+                    .await
+                    .map_err(|e| format!("the parse did not finish: {e}"))??;
+                scaling.replace(parsed);
+                Ok(())
+            }
         },
         metrics.policy_reloads,
     )
     .await;
+}
+
+/// The policy file's bytes, at most one byte past the cap: enough for the parser to refuse
+/// an oversized file by its size without reading all of it.
+pub fn read_policy(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(policy::source::MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -197,5 +242,65 @@ mod tests {
         // The controller's plan does build rules for these inputs, so the comparison above
         // covered plans where the two differ in the rule.
         assert!(rules >= 2, "{rules}");
+    }
+
+    /// A reload parses on a blocking thread: while a parse is held in progress, the
+    /// runtime (one thread here, as a worker of `serve` is one) still plans reviews, and
+    /// the parse ran on another thread. No clock: the parse waits for the test to let it go.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reload_parses_off_the_async_thread_while_reviews_go_on() {
+        use std::sync::Mutex;
+        use std::sync::mpsc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "limits: {maxReplicas: 2}\n").unwrap();
+        let scaling = Arc::new(Scaling::from(Settings::default()));
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let runtime_thread = std::thread::current().id();
+        let parse: Parse = Arc::new(move |bytes: &[u8]| {
+            let here = std::thread::current().id();
+            let _ = started_tx.send(here);
+            // Held only off the runtime's thread: held on it, nothing could release it,
+            // and the assertion below is what should fail.
+            if here != runtime_thread {
+                let _ = release_rx.lock().unwrap().recv();
+            }
+            policy::parse_bytes(bytes).map_err(|e| e.to_string())
+        });
+        let task = tokio::spawn(watch_with(
+            scaling.clone(),
+            path,
+            String::new(),
+            Duration::from_millis(1),
+            Metrics::new(&mut prometheus_client::registry::Registry::default()),
+            parse,
+        ));
+
+        let parsing_on = started.recv().await.unwrap();
+        assert_ne!(parsing_on, std::thread::current().id());
+        // The parse is in progress and held; a review is planned meanwhile, under the
+        // policy still in force.
+        let i = isvc(
+            &[
+                ("scaling.io/strategy", "queue"),
+                ("scaling.io/max-replicas", "5"),
+            ],
+            json!({}),
+        );
+        let input = Input {
+            isvc: &i,
+            old: None,
+            live_deployment: None,
+        };
+        assert!(scaling.plan(input, None).is_ok());
+        release.send(()).unwrap();
+        while scaling.policy().limits.max_replicas != Some(2) {
+            tokio::task::yield_now().await;
+        }
+        assert!(scaling.plan(input, None).is_err());
+        task.abort();
     }
 }

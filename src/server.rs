@@ -1,5 +1,6 @@
 //! The HTTPS admission server: `/mutate`, health, readiness and metrics.
 
+pub mod limits;
 pub mod listener;
 
 use std::sync::Arc;
@@ -36,7 +37,7 @@ pub const MAX_BODIES_IN_FLIGHT: usize = 2 * MAX_BODY;
 pub const SMALL_BODY: usize = 64 * 1024;
 
 /// How long a review may wait for room in [`MAX_BODIES_IN_FLIGHT`] before it is turned away
-/// with 429; well inside the API server's default 10 s webhook timeout.
+/// with 429, unless the API server's own deadline comes first (see [`answer_within`]).
 pub const BODY_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Budget units are KiB so the largest body fits a semaphore's `u32` permit count.
@@ -165,9 +166,12 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 /// Takes room for the body from the shared budget before reading it: the declared length,
-/// or the maximum when the client streams without one. Waits up to [`BODY_QUEUE_WAIT`].
+/// or the maximum when the client streams without one. Waits up to [`BODY_QUEUE_WAIT`], and
+/// answers before the API server's deadline in any case.
 async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let _in_flight = InFlight::start(&state.metrics.admissions_in_flight);
+    let within = answer_within(request.uri().query());
+    let deadline = tokio::time::Instant::now() + within;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -187,8 +191,8 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
         &state.body_budget.large
     };
     let units = u32::try_from(size.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
-    let permit =
-        tokio::time::timeout(BODY_QUEUE_WAIT, pool.clone().acquire_many_owned(units)).await;
+    let queue_until = deadline.min(tokio::time::Instant::now() + BODY_QUEUE_WAIT);
+    let permit = tokio::time::timeout_at(queue_until, pool.clone().acquire_many_owned(units)).await;
     let _permit = match permit {
         Ok(Ok(p)) => p,
         _ => {
@@ -198,7 +202,7 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
                 .get_or_create(&OutcomeLabels { outcome: "shed" })
                 .inc();
             warn!(bytes = ?declared, "too many large reviews in flight; answered 429");
-            discard(request).await;
+            let _ = tokio::time::timeout_at(deadline, discard(request)).await;
             return (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, "1")],
@@ -207,20 +211,65 @@ async fn mutate(State(state): State<AppState>, request: Request) -> Response {
                 .into_response();
         }
     };
-    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) => {
+    let body = match tokio::time::timeout_at(deadline, read_body(request)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(answer)) => return answer,
+        Err(_) => {
+            warn!(within = ?within, "the review's body did not arrive in time; answered 408");
             return (
-                StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::REQUEST_TIMEOUT,
                 format!(
-                    "cannot read the body: {}\n",
-                    crate::core::text::clip_to(&e.to_string(), 200)
+                    "the body did not arrive within {:.1}s\n",
+                    within.as_secs_f64()
                 ),
             )
                 .into_response();
         }
     };
     answer(&state, &body)
+}
+
+/// The whole body, up to [`MAX_BODY`] bytes (413 past it, however it is framed). A body that
+/// breaks off or is framed wrongly (a chunk size that is not hex) is the client's error: 400
+/// with hyper's reason.
+async fn read_body(request: Request) -> Result<Bytes, Response> {
+    use futures::StreamExt;
+    let mut stream = request.into_body().into_data_stream();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason = format!("{reason}: {s}");
+                source = s.source();
+            }
+            (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "cannot read the body: {}\n",
+                    crate::core::text::clip_to(&reason, 200)
+                ),
+            )
+                .into_response()
+        })?;
+        len += chunk.len();
+        if len > MAX_BODY {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes\n"),
+            )
+                .into_response());
+        }
+        chunks.push(chunk);
+    }
+    // One chunk (the usual case: the API server's review fits one read) is used as it is.
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
 }
 
 /// Counts a review in `admissions_in_flight` until dropped, however the handler ends
@@ -295,9 +344,54 @@ fn answer(state: &AppState, body: &Bytes) -> Response {
 /// How long a request may take end to end on the TLS port, including slow clients.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `/mutate` takes at most before answering on its own (429 while waiting for room,
+/// 408 while waiting for the body). The API server sends its webhook timeout (the webhook's
+/// `timeoutSeconds`, 1-30 s, rounded up to whole seconds) as `?timeout=5s`, counted from
+/// before it connects; answering at four fifths of it leaves the answer time to arrive, so
+/// a slow review ends with our reason rather than the API server's bare "context deadline
+/// exceeded". Without the parameter, or past [`REQUEST_TIMEOUT`], the latter applies.
+pub fn answer_within(query: Option<&str>) -> Duration {
+    let asked = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|v| crate::core::text::duration::parse("timeout", v).ok())
+        .filter(|secs| *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok());
+    match asked {
+        Some(t) => (t * 4 / 5).min(REQUEST_TIMEOUT),
+        None => REQUEST_TIMEOUT,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answer_comes_before_the_api_servers_deadline() {
+        let ms = |q: Option<&str>| answer_within(q).as_millis();
+        // What the API server sends for timeoutSeconds 1, 5 and 30 (Go's Duration format).
+        assert_eq!(ms(Some("timeout=1s")), 800);
+        assert_eq!(ms(Some("timeout=5s")), 4000);
+        assert_eq!(
+            ms(Some("timeout=30s")),
+            10_000,
+            "never past REQUEST_TIMEOUT"
+        );
+        assert_eq!(ms(Some("a=b&timeout=1m0s")), 10_000);
+        // Anything else leaves the plain request timeout.
+        for q in [
+            None,
+            Some(""),
+            Some("timeout=soon"),
+            Some("timeout=0s"),
+            Some("timeout=-5s"),
+            Some("x=timeout=2s"),
+        ] {
+            assert_eq!(ms(q), 10_000, "{q:?}");
+        }
+    }
 
     #[test]
     fn readiness_needs_listener_and_controller_and_drops_on_shutdown() {

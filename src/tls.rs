@@ -13,7 +13,7 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::metrics::Metrics;
@@ -24,14 +24,19 @@ pub enum TlsError {
     Cert { path: PathBuf, reason: String },
     #[error("key file {path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    #[error(
+        "key file {key} does not belong to the certificate in {cert} (their public keys differ)"
+    )]
+    Mismatch { cert: PathBuf, key: PathBuf },
     #[error("certificate and key do not form a usable TLS configuration: {0}")]
     Config(#[from] rustls::Error),
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
+    /// The I/O error is in the message, not a `source`, so a chain prints it once.
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -42,35 +47,158 @@ pub struct PemPair {
     pub key: Vec<u8>,
 }
 
-/// Builds the rustls server configuration from PEM bytes. `what` names the source in errors.
+/// Largest certificate or key file read. A chain of a few certificates is a few KiB, and a
+/// Secret (where they usually come from) holds at most 1 MiB; anything bigger is a wrong path,
+/// and reading it whole every reload interval would cost its size in memory.
+pub const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// Builds the rustls server configuration from PEM bytes. Errors name the file (`cert_path`
+/// or `key_path`) and say what is wrong with it.
 pub fn server_config(
     pem: &PemPair,
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<ServerConfig, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem.cert)
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Cert {
-            path: cert_path.into(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Cert {
-            path: cert_path.into(),
-            reason: "holds no PEM CERTIFICATE block".into(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_slice(&pem.key).map_err(|e| TlsError::Key {
+    let cert_err = |reason: String| TlsError::Cert {
+        path: cert_path.into(),
+        reason,
+    };
+    let key_err = |reason: String| TlsError::Key {
         path: key_path.into(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let blocks = pem_blocks(&pem.cert).map_err(cert_err)?;
+    let mut certs: Vec<CertificateDer<'static>> = Vec::new();
+    for (kind, der) in &blocks {
+        if *kind == SectionKind::Certificate {
+            if let Err(e) = x509_parser::parse_x509_certificate(der) {
+                return Err(cert_err(format!(
+                    "certificate {} in the file is not valid X.509 (damaged or cut short): {e}",
+                    certs.len() + 1
+                )));
+            }
+            certs.push(CertificateDer::from(der.clone()));
+        }
+    }
+    if certs.is_empty() {
+        return Err(cert_err(missing(false, &pem.cert, &blocks)));
+    }
+    let blocks = pem_blocks(&pem.key).map_err(key_err)?;
+    let mut keys = blocks
+        .into_iter()
+        .filter(|(kind, _)| is_private_key(*kind))
+        .filter_map(|(kind, der)| PrivateKeyDer::from_pem(kind, der));
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) => key,
+        (Some(_), Some(_)) => {
+            return Err(key_err(
+                "holds more than one private key; give exactly one".into(),
+            ));
+        }
+        (None, _) => {
+            let blocks = pem_blocks(&pem.key).unwrap_or_default();
+            return Err(key_err(missing(true, &pem.key, &blocks)));
+        }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Loaded here first so a damaged or unsupported key is blamed on the key file.
+    if provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .is_err()
+    {
+        return Err(key_err(
+            "is not a usable private key: damaged, cut short, or of an unsupported type (RSA of 2048 bits or more, ECDSA P-256 or P-384, and Ed25519 are supported)".into(),
+        ));
+    }
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_single_cert(certs, key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                TlsError::Mismatch {
+                    cert: cert_path.into(),
+                    key: key_path.into(),
+                }
+            }
+            other => TlsError::Config(other),
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+fn is_private_key(kind: SectionKind) -> bool {
+    matches!(
+        kind,
+        SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
+    )
+}
+
+/// Every PEM block of a file, or what is wrong with its PEM.
+fn pem_blocks(bytes: &[u8]) -> Result<Vec<(SectionKind, Vec<u8>)>, String> {
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| match e {
+            pem::Error::MissingSectionEnd { .. } => {
+                "a PEM block has no END line: the file is cut short".to_string()
+            }
+            pem::Error::IllegalSectionStart { .. } => "a -----BEGIN line is malformed".into(),
+            pem::Error::Base64Decode(e) => {
+                format!("the base64 inside a PEM block is damaged: {e}")
+            }
+            other => format!("cannot be read as PEM: {other}"),
+        })
+}
+
+/// What a certificate file (`want_key` false) or key file holds instead of what it should.
+fn missing(want_key: bool, bytes: &[u8], blocks: &[(SectionKind, Vec<u8>)]) -> String {
+    let wanted = if want_key {
+        "private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)"
+    } else {
+        "certificate (CERTIFICATE block)"
+    };
+    let text = String::from_utf8_lossy(bytes);
+    if text.trim().is_empty() {
+        return format!("is empty; it should hold a {wanted}");
+    }
+    if want_key && text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return "holds an encrypted private key; the key must be unencrypted".into();
+    }
+    let held: std::collections::BTreeSet<&str> =
+        blocks.iter().map(|(kind, _)| pem_label(*kind)).collect();
+    let held = held.into_iter().collect::<Vec<_>>().join(", ");
+    let swapped = blocks.iter().any(|(kind, _)| {
+        if want_key {
+            *kind == SectionKind::Certificate
+        } else {
+            is_private_key(*kind)
+        }
+    });
+    if swapped {
+        format!("holds {held} but no {wanted}: are the certificate and key files swapped?")
+    } else if !held.is_empty() {
+        format!("holds {held} but no {wanted}")
+    } else if bytes.first() == Some(&0x30) {
+        format!(
+            "is binary DER, not PEM; convert it to PEM (openssl x509 or openssl pkey with -inform der) to give a {wanted}"
+        )
+    } else {
+        format!("is not PEM: it holds no -----BEGIN line of a {wanted}")
+    }
+}
+
+fn pem_label(kind: SectionKind) -> &'static str {
+    match kind {
+        SectionKind::Certificate => "CERTIFICATE",
+        SectionKind::PublicKey => "PUBLIC KEY",
+        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
+        SectionKind::PrivateKey => "PRIVATE KEY",
+        SectionKind::EcPrivateKey => "EC PRIVATE KEY",
+        SectionKind::Crl => "X509 CRL",
+        SectionKind::Csr => "CERTIFICATE REQUEST",
+        _ => "another PEM block",
+    }
 }
 
 /// notAfter of the first certificate of a PEM chain (the one served), in seconds since the
@@ -90,18 +218,36 @@ pub fn record_expiry(metrics: &Metrics, pem: &PemPair) {
 }
 
 fn read(cert: &Path, key: &Path) -> Result<PemPair, TlsError> {
-    let cert_bytes = std::fs::read(cert).map_err(|e| TlsError::Cert {
+    let cert_bytes = read_bounded(cert).map_err(|reason| TlsError::Cert {
         path: cert.into(),
-        reason: e.to_string(),
+        reason,
     })?;
-    let key_bytes = std::fs::read(key).map_err(|e| TlsError::Key {
+    let key_bytes = read_bounded(key).map_err(|reason| TlsError::Key {
         path: key.into(),
-        reason: e.to_string(),
+        reason,
     })?;
     Ok(PemPair {
         cert: cert_bytes,
         key: key_bytes,
     })
+}
+
+/// Reads at most [`MAX_PEM_FILE`] bytes, so a wrong path (a log, a device) is refused rather
+/// than read whole.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(format!(
+            "is larger than {} KiB; a certificate chain or a key is a few KiB",
+            MAX_PEM_FILE / 1024
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Loads the files once; the error names the file and the problem.
@@ -123,11 +269,27 @@ pub async fn watch(
     metrics: Metrics,
 ) {
     let what = format!("serving certificate {}", cert.display());
+    // A file that cannot be read (too large, unreadable) is reported once, not every tick;
+    // the current certificate stays in force meanwhile.
+    let mut unreadable: Option<String> = None;
     crate::reload::on_change(
         &what,
         interval,
         current,
-        || read(&cert, &key).ok(),
+        || match read(&cert, &key) {
+            Ok(pair) => {
+                unreadable = None;
+                Some(pair)
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if unreadable.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "cannot read the serving certificate; the current one stays in force");
+                    unreadable = Some(e);
+                }
+                None
+            }
+        },
         |next| {
             let c = server_config(next, &cert, &key).map_err(|e| e.to_string())?;
             config.reload_from_config(Arc::new(c));
@@ -195,15 +357,15 @@ fn name(cn: &str) -> DistinguishedName {
 pub fn write_dir(dir: &Path, issued: &Issued) -> Result<(PathBuf, PathBuf, PathBuf), TlsError> {
     let write = |file: &str, bytes: &[u8]| -> Result<PathBuf, TlsError> {
         let path = dir.join(file);
-        std::fs::write(&path, bytes).map_err(|source| TlsError::Write {
+        std::fs::write(&path, bytes).map_err(|error| TlsError::Write {
             path: path.clone(),
-            source,
+            error,
         })?;
         Ok(path)
     };
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    std::fs::create_dir_all(dir).map_err(|error| TlsError::Write {
         path: dir.into(),
-        source,
+        error,
     })?;
     let cert = write("tls.crt", &issued.serving.cert)?;
     let key = write("tls.key", &issued.serving.key)?;
@@ -215,10 +377,10 @@ pub fn write_dir(dir: &Path, issued: &Issued) -> Result<(PathBuf, PathBuf, PathB
 #[cfg(unix)]
 fn restrict(path: &Path) -> Result<(), TlsError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|error| {
         TlsError::Write {
             path: path.into(),
-            source,
+            error,
         }
     })
 }
@@ -272,6 +434,193 @@ mod tests {
         };
         let err = server_config(&mixed, Path::new("c"), Path::new("/x/tls.key")).unwrap_err();
         assert!(err.to_string().contains("/x/tls.key"), "{err}");
+    }
+
+    /// A name, the certificate and key files' bytes, and what the error must mention.
+    type BrokenPair = (&'static str, Vec<u8>, Vec<u8>, &'static str, &'static str);
+
+    /// The error for a pair of files holding `cert` and `key`.
+    fn refusal(cert: &[u8], key: &[u8]) -> String {
+        let pair = PemPair {
+            cert: cert.to_vec(),
+            key: key.to_vec(),
+        };
+        match server_config(&pair, Path::new("/c/tls.crt"), Path::new("/k/tls.key")) {
+            Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(cert)),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// `pem` without its `n`th base64 line: still PEM, but the DER inside is cut short.
+    fn without_line(pem: &[u8], n: usize) -> Vec<u8> {
+        let text = String::from_utf8_lossy(pem);
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(n);
+        (lines.join("\n") + "\n").into_bytes()
+    }
+
+    #[test]
+    fn each_broken_file_is_named_with_what_is_wrong() {
+        let good = self_signed(&["a".into()], Duration::from_secs(60))
+            .unwrap()
+            .serving;
+        let other = self_signed(&["b".into()], Duration::from_secs(60))
+            .unwrap()
+            .serving;
+        let (cert, key) = (good.cert.as_slice(), good.key.as_slice());
+        let der_cert = CertificateDer::pem_slice_iter(cert)
+            .next()
+            .unwrap()
+            .unwrap();
+        let csr = CertificateParams::new(vec!["a".to_string()])
+            .unwrap()
+            .serialize_request(&KeyPair::generate().unwrap())
+            .unwrap()
+            .pem()
+            .unwrap();
+        let encrypted =
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let half = |b: &[u8]| b[..b.len() / 2].to_vec();
+        let cases: Vec<BrokenPair> = vec![
+            (
+                "empty certificate",
+                vec![],
+                key.into(),
+                "/c/tls.crt",
+                "is empty",
+            ),
+            (
+                "blank key",
+                cert.into(),
+                b" \n".to_vec(),
+                "/k/tls.key",
+                "is empty",
+            ),
+            (
+                "certificate cut short",
+                half(cert),
+                key.into(),
+                "/c/tls.crt",
+                "no END line: the file is cut short",
+            ),
+            (
+                "key cut short",
+                cert.into(),
+                half(key),
+                "/k/tls.key",
+                "cut short",
+            ),
+            (
+                "certificate missing a line",
+                without_line(cert, 3),
+                key.into(),
+                "/c/tls.crt",
+                "certificate 1 in the file is not valid X.509",
+            ),
+            (
+                "key missing a line",
+                cert.into(),
+                without_line(key, 1),
+                "/k/tls.key",
+                "is not a usable private key",
+            ),
+            (
+                "damaged base64",
+                String::from_utf8_lossy(cert)
+                    .replacen("\nM", "\n!", 1)
+                    .into_bytes(),
+                key.into(),
+                "/c/tls.crt",
+                "the base64 inside a PEM block is damaged",
+            ),
+            (
+                "swapped",
+                key.into(),
+                cert.into(),
+                "/c/tls.crt",
+                "holds PRIVATE KEY but no certificate (CERTIFICATE block): are the certificate and key files swapped?",
+            ),
+            (
+                "certificate twice",
+                cert.into(),
+                cert.into(),
+                "/k/tls.key",
+                "holds CERTIFICATE but no private key",
+            ),
+            (
+                "key twice",
+                cert.into(),
+                [key, other.key.as_slice()].concat(),
+                "/k/tls.key",
+                "more than one private key",
+            ),
+            (
+                "binary DER certificate",
+                der_cert.to_vec(),
+                key.into(),
+                "/c/tls.crt",
+                "is binary DER, not PEM",
+            ),
+            (
+                "a certificate request",
+                csr.into_bytes(),
+                key.into(),
+                "/c/tls.crt",
+                "holds CERTIFICATE REQUEST but no certificate",
+            ),
+            (
+                "an encrypted key",
+                cert.into(),
+                encrypted.to_vec(),
+                "/k/tls.key",
+                "encrypted private key",
+            ),
+            (
+                "text that is not PEM",
+                b"hello".to_vec(),
+                key.into(),
+                "/c/tls.crt",
+                "is not PEM",
+            ),
+            (
+                "a key of another certificate",
+                cert.into(),
+                other.key.clone(),
+                "/k/tls.key does not belong to the certificate in /c/tls.crt",
+                "",
+            ),
+        ];
+        for (name, c, k, file, wanted) in cases {
+            let err = refusal(&c, &k);
+            assert!(err.contains(file) && err.contains(wanted), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_file_past_the_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = self_signed(&["a".into()], Duration::from_secs(60)).unwrap();
+        let (cert, key, _) = write_dir(dir.path(), &issued).unwrap();
+        assert!(load(&cert, &key).is_ok());
+        // A chain padded with comment lines until it is past the limit.
+        let mut padded = issued.serving.cert.clone();
+        padded.resize(MAX_PEM_FILE as usize + 1, b'\n');
+        std::fs::write(&cert, &padded).unwrap();
+        let err = load(&cert, &key).unwrap_err().to_string();
+        assert!(
+            err.contains(&*cert.to_string_lossy()) && err.contains("larger than 1024 KiB"),
+            "{err}"
+        );
+        #[cfg(unix)]
+        {
+            let err = load(Path::new("/dev/zero"), &key).unwrap_err().to_string();
+            assert!(
+                err.contains("/dev/zero") && err.contains("larger than"),
+                "{err}"
+            );
+        }
+        let err = load(dir.path(), &key).unwrap_err().to_string();
+        assert!(err.contains(&*dir.path().to_string_lossy()), "{err}");
     }
 
     #[test]

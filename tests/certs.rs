@@ -181,6 +181,54 @@ async fn an_unusable_secret_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_secret_whose_pair_does_not_load_is_replaced() {
+    let api = FakeApi::new();
+    let now = 1_800_000_000;
+    let first = self_managed::ensure(api.client(), &cfg(), now)
+        .await
+        .unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    // Everything in place and far from expiry, but the pair itself is broken.
+    let broken: [(&str, Vec<u8>, Vec<u8>); 3] = [
+        (
+            "swapped",
+            first.serving.key.clone(),
+            first.serving.cert.clone(),
+        ),
+        (
+            "key cut short",
+            first.serving.cert.clone(),
+            first.serving.key[..40].to_vec(),
+        ),
+        ("empty certificate", Vec::new(), first.serving.key.clone()),
+    ];
+    for (what, cert, key) in broken {
+        api.edit(SECRET, NS, "kkw-tls", |s| {
+            s["data"]["tls.crt"] = json!(b64(&cert));
+            s["data"]["tls.key"] = json!(b64(&key));
+        });
+        let next = self_managed::ensure(api.client(), &cfg(), now + DAY)
+            .await
+            .unwrap();
+        assert!(
+            kserve_keda_webhook::tls::server_config(
+                &next.serving,
+                std::path::Path::new("c"),
+                std::path::Path::new("k")
+            )
+            .is_ok(),
+            "{what}: a usable pair is served"
+        );
+        let stored = api.get(SECRET, NS, "kkw-tls").unwrap();
+        assert_eq!(
+            stored["data"]["tls.crt"],
+            json!(b64(&next.serving.cert)),
+            "{what}: and stored for the other replicas"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_ca_is_published_only_on_our_webhook_and_only_when_it_changes() {
     let api = FakeApi::new();
     webhook_config(&api);

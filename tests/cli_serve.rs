@@ -165,3 +165,110 @@ fn self_managed_mode_names_each_missing_flag() {
         "{err}"
     );
 }
+
+/// A name, the certificate and key files' bytes, and what the error must mention.
+type BrokenPair = (&'static str, Vec<u8>, Vec<u8>, &'static str, &'static str);
+
+/// `serve` refusing to start on a broken certificate or key file: the message names the file
+/// and what is wrong with it, in terms an operator can act on.
+#[test]
+fn broken_certificate_files_are_named_with_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let issued = kserve_keda_webhook::tls::self_signed(
+        &["localhost".into()],
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let other = kserve_keda_webhook::tls::self_signed(
+        &["localhost".into()],
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let (cert, key) = (issued.serving.cert.clone(), issued.serving.key.clone());
+    let cut = |b: &[u8]| b[..b.len() / 2].to_vec();
+    let huge = [cert.clone(), vec![b'\n'; 2 * 1024 * 1024]].concat();
+    let cases: Vec<BrokenPair> = vec![
+        (
+            "empty certificate",
+            vec![],
+            key.clone(),
+            "tls.crt",
+            "is empty",
+        ),
+        ("empty key", cert.clone(), vec![], "tls.key", "is empty"),
+        (
+            "truncated certificate",
+            cut(&cert),
+            key.clone(),
+            "tls.crt",
+            "cut short",
+        ),
+        (
+            "truncated key",
+            cert.clone(),
+            cut(&key),
+            "tls.key",
+            "cut short",
+        ),
+        (
+            "huge certificate",
+            huge,
+            key.clone(),
+            "tls.crt",
+            "larger than 1024 KiB",
+        ),
+        ("swapped", key.clone(), cert.clone(), "tls.crt", "swapped"),
+        (
+            "key where the key belongs, twice",
+            key.clone(),
+            key.clone(),
+            "tls.crt",
+            "holds PRIVATE KEY but no certificate",
+        ),
+        (
+            "another certificate's key",
+            cert.clone(),
+            other.serving.key.clone(),
+            "tls.key",
+            "does not belong to the certificate",
+        ),
+    ];
+    for (name, c, k, file, wanted) in cases {
+        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_path, &c).unwrap();
+        std::fs::write(&key_path, &k).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+            .args(["serve", "--no-controller", "--addr", "127.0.0.1:0"])
+            .arg("--tls-cert-file")
+            .arg(&cert_path)
+            .arg("--tls-key-file")
+            .arg(&key_path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let named = dir.path().join(file).display().to_string();
+        eprintln!("{name}: {}", err.trim());
+        assert!(
+            err.contains(&named) && err.contains(wanted),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_port_in_use_is_named_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+        .args(["serve", "--self-signed", "--no-controller", "--addr", &addr])
+        .arg("--self-signed-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert_eq!(err.matches("in use").count(), 1, "{err}");
+}

@@ -428,3 +428,68 @@ async fn values_with_control_characters_are_escaped_in_denials() {
         "{msg}"
     );
 }
+
+/// `certificate_reloads_total{result}` of the server at `url`.
+async fn reloads(client: &reqwest::Client, url: &str, result: &str) -> u32 {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!(r#"kserve_keda_webhook_certificate_reloads_total{{result="{result}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_broken_rotation_keeps_the_current_certificate_in_service() {
+    let server = TestServer::start_with(
+        Settings::default(),
+        Duration::from_millis(50),
+        Duration::ZERO,
+    )
+    .await;
+    let client = server.client();
+    let (cert, key) = server.cert_paths();
+    let good = std::fs::read(&cert).unwrap();
+    let reloads = |result: &'static str| reloads(&client, &server.url, result);
+    let broken: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("cut short", good[..good.len() / 2].to_vec()),
+        ("a key", std::fs::read(&key).unwrap()),
+        (
+            "past the size limit",
+            [good.clone(), vec![b'\n'; 2 << 20]].concat(),
+        ),
+    ];
+    for (n, (what, bytes)) in broken.into_iter().enumerate() {
+        webhook::write(&cert, &bytes);
+        // Rejected versions are counted (except one too large to read, which is only
+        // logged); either way the served certificate stays the one the client trusts.
+        if what != "past the size limit" {
+            let mut seen = 0;
+            for _ in 0..100 {
+                seen = reloads("error").await;
+                if seen as usize > n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(seen as usize, n + 1, "{what}");
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let status = client
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{what}");
+        assert_eq!(reloads("success").await, 0, "{what} was not loaded");
+    }
+}

@@ -98,6 +98,24 @@ fn policy_check_points_at_the_line_or_field() {
             "limits: {maxReplicas: 4}\ndefaults: {maxReplicas: 9}\n",
             vec!["limits.maxReplicas", "default 9 is above the limit 4"],
         ),
+        // A rule's default that another rule's limit refuses where both apply: both named.
+        (
+            "rules:\n  - name: cap\n    limits: {maxReplicas: 4}\n  - name: team\n    namespaces: [search]\n    defaults: {maxReplicas: 9}\n",
+            vec![
+                "rules[1] (team).defaults.maxReplicas",
+                "rules[0] (cap).limits.maxReplicas",
+                "namespace search",
+            ],
+        ),
+        // A typo in a selector used to select every namespace.
+        (
+            "rules:\n  - name: cap\n    namespaceSelector:\n      matchLabel: {tier: gold}\n",
+            vec![
+                "unknown field `matchLabel`",
+                "line 4",
+                "rules[0].namespaceSelector",
+            ],
+        ),
     ] {
         let path = dir.path().join("p.yaml");
         std::fs::write(&path, text).unwrap();
@@ -111,6 +129,42 @@ fn policy_check_points_at_the_line_or_field() {
         assert!(err.contains("p.yaml"), "{err}");
         for n in needles {
             assert!(err.contains(n), "{text}: {err}");
+        }
+    }
+}
+
+/// A file with no end, one past the cap, or not UTF-8: refused by what it is, without reading
+/// more than the cap.
+#[test]
+fn policy_check_refuses_endless_oversized_and_binary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(1024 * 1024))).unwrap();
+    let binary = dir.path().join("binary.yaml");
+    std::fs::write(&binary, b"limits: {maxReplicas: 4}\n\xff\xfe\n").unwrap();
+    for (path, says) in [
+        (Path::new("/dev/zero"), "at most 1048576 bytes (1 MiB)"),
+        (big.as_path(), "at most 1048576 bytes (1 MiB)"),
+        (binary.as_path(), "is not UTF-8 text (byte 25"),
+    ] {
+        for command in [
+            vec!["policy", "check", "--policy"],
+            vec!["render", "-f", "-", "--policy"],
+        ] {
+            let out = bin()
+                .args(&command)
+                .arg(path)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            // `policy check` exits 1, `render` 2 (its code for a usage error).
+            assert!(
+                matches!(out.status.code(), Some(1 | 2)),
+                "{command:?} {}",
+                path.display()
+            );
+            let err = stderr(&out);
+            assert!(err.contains(says), "{command:?} {}: {err}", path.display());
         }
     }
 }

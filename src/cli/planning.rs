@@ -104,12 +104,22 @@ impl PlanningArgs {
                 .map_err(|e| anyhow::anyhow!("--default-target {name}: {e}"))?;
             s.targets.insert(strategy, target);
         }
+        // KEDA's ScaledObject fields are int32.
         if let Some(n) = self.default_min_replicas {
+            if n > spec::MAX_INT32 {
+                bail!(
+                    "--default-min-replicas: {n} is not allowed; use a whole number up to {}",
+                    spec::MAX_INT32
+                );
+            }
             s.min_replicas = n;
         }
         if let Some(n) = self.default_max_replicas {
-            if n == 0 {
-                bail!("--default-max-replicas: must be at least 1");
+            if n == 0 || n > spec::MAX_INT32 {
+                bail!(
+                    "--default-max-replicas: {n} is not allowed; use a whole number from 1 to {}",
+                    spec::MAX_INT32
+                );
             }
             s.max_replicas = n;
         }
@@ -133,20 +143,156 @@ fn defaultable_strategies() -> String {
         .join(", ")
 }
 
-/// `KEY=VALUE` items of a repeatable flag; the error names the flag and the item.
+/// `KEY=VALUE` items of a repeatable flag; the error names the flag and the item. A key
+/// given twice is refused rather than the last one silently winning.
 pub fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => bail!("{flag}: '{}' is not KEY=VALUE", text::clip(item)),
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("{flag}: '{}' is not KEY=VALUE", text::clip(item));
+        };
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            bail!("{flag}: '{}' is given twice", text::clip(k));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        planning: PlanningArgs,
+    }
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))?;
+        cli.planning.settings()
+    }
+
+    /// Hostile values on the flags that feed the planner: each is refused naming the flag,
+    /// with the value clipped and control characters escaped.
+    #[test]
+    fn hostile_flag_values_are_refused_naming_the_flag() {
+        let huge = "x".repeat(100_000);
+        for (args, says) in [
+            (
+                vec!["--default-target", "queue=NaN"],
+                "--default-target queue",
+            ),
+            (
+                vec!["--default-target", "queue=inf"],
+                "--default-target queue",
+            ),
+            (
+                vec!["--default-target", "queue=-1"],
+                "--default-target queue",
+            ),
+            (
+                vec!["--default-target", "queue=0"],
+                "--default-target queue",
+            ),
+            (
+                vec!["--default-target", "queue=1e400"],
+                "--default-target queue",
+            ),
+            (
+                vec!["--default-target", "queue=1", "--default-target", "queue=2"],
+                "--default-target: 'queue' is given twice",
+            ),
+            (
+                vec!["--monitor-label", "a=b", "--monitor-label", "a=c"],
+                "--monitor-label: 'a' is given twice",
+            ),
+            (vec!["--monitor-label", "a=b\nc"], "--monitor-label a"),
+            (vec!["--monitor-label", "=v"], "--monitor-label"),
+            (
+                vec!["--default-max-replicas", "0"],
+                "--default-max-replicas",
+            ),
+            (
+                vec!["--default-max-replicas", "3000000000"],
+                "--default-max-replicas",
+            ),
+            (
+                vec!["--default-min-replicas", "3000000000"],
+                "--default-min-replicas",
+            ),
+            (vec!["--default-min-replicas=-1"], "--default-min-replicas"),
+            (
+                vec!["--default-max-replicas", "4294967296"],
+                "--default-max-replicas",
+            ),
+            (vec!["--raw-mode", &huge], "--raw-mode"),
+            (vec!["--raw-mode", "Standard\u{1b}"], "--raw-mode"),
+            (
+                vec!["--prometheus-address", "http://prom\n:9090"],
+                "--prometheus-address",
+            ),
+            (vec!["--prometheus-address", &huge], "--prometheus-address"),
+            (
+                vec![
+                    "--trigger-auth-kind",
+                    "TriggerAuthentication",
+                    "--trigger-auth-name",
+                    &huge,
+                ],
+                "--trigger-auth-name",
+            ),
+            (
+                vec![
+                    "--trigger-auth-kind",
+                    "TriggerAuthentication",
+                    "--trigger-auth-name",
+                    "pr\u{43e}m",
+                ],
+                "--trigger-auth-name",
+            ),
+            (
+                vec![
+                    "--trigger-auth-kind",
+                    "TriggerAuthentication",
+                    "--trigger-auth-name",
+                    "prom",
+                    "--trigger-auth-modes",
+                    "bearer\u{0}",
+                ],
+                "--trigger-auth-modes",
+            ),
+        ] {
+            let e = match settings(&args) {
+                Ok(_) => panic!("{} accepted", text::clip(&args.join(" "))),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(e.contains(says), "{}: {e}", text::clip(&args.join(" ")));
+            assert!(e.len() < 1_000, "clipped: {}", e.len());
+            assert!(!e.contains('\u{1b}') && !e.contains('\0'), "{e:?}");
+        }
+    }
+
+    /// Unicode where the flag allows it and repeated identical values are fine.
+    #[test]
+    fn ordinary_values_still_pass() {
+        let s = settings(&[
+            "--default-target",
+            "queue=0.5",
+            "--default-target",
+            "tokens=1e3",
+            "--monitor-label",
+            "release=kps",
+            "--default-min-replicas",
+            "0",
+            "--default-max-replicas",
+            "2147483647",
+        ])
+        .unwrap();
+        assert_eq!(s.max_replicas, 2_147_483_647);
+        assert_eq!(s.targets[&Strategy::Tokens], 1000.0);
+    }
 
     #[test]
     fn every_strategy_with_a_built_in_target_can_have_a_cluster_default() {

@@ -9,13 +9,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use crate::core::alerts::{self, Alert};
 use crate::core::isvc::{FieldError, Isvc};
 use crate::core::names;
+use crate::core::query_scope;
 use crate::core::resources::{
     AuthenticationRef, Endpoint, Monitor, NamespaceSelector, PodMetricsEndpoint, PodMonitor,
     PodMonitorSpec, PrometheusRule, PrometheusRuleSpec, RelabelConfig, Rule, RuleGroup,
     ScaleTargetRef, ScaleTrigger, ScaledObject, ScaledObjectSpec, ServiceMonitor,
     ServiceMonitorSpec,
 };
-use crate::core::settings::Settings;
+use crate::core::settings::{CredentialRefusal, Settings};
 use crate::core::spec::{self, AnnotationError, MonitorKind, ScalingSpec, keys};
 use crate::core::strategy::{self, MetricType, Scope, Strategy, Unsupported};
 use crate::core::text;
@@ -79,6 +80,10 @@ pub enum PlanError {
         "strategy 'custom' has no default target; set {prefix}/target-custom (or {prefix}/target when it is the only strategy) to the per-replica value"
     )]
     CustomWithoutTarget { prefix: String },
+    /// The trigger would carry the platform's Prometheus credentials where the platform did
+    /// not allow them.
+    #[error("{key}: {problem}")]
+    SharedCredential { key: String, problem: String },
     /// A platform policy refused the request; the message names the rule and the limit.
     #[error("denied by scaling policy: {0}")]
     Policy(String),
@@ -245,10 +250,32 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         .as_deref()
         .unwrap_or(&settings.prometheus_address);
 
+    let refusals = credential_refusals(isvc, spec, settings, &strategies, address);
+    let mut withheld = Vec::new();
+    if let Some((key, problem)) = refusals.address.iter().chain(&refusals.query).next() {
+        match settings.credential_refusal {
+            CredentialRefusal::Deny => {
+                return Err(PlanError::SharedCredential {
+                    key: key.clone(),
+                    problem: problem.clone(),
+                });
+            }
+            CredentialRefusal::Withhold => {
+                for (key, problem) in refusals.address.iter().chain(&refusals.query) {
+                    withheld.push(format!(
+                        "{key}: {problem}; the policy admits it, so the trigger is generated without the platform's credentials"
+                    ));
+                }
+            }
+        }
+    }
+
     let mut triggers = Vec::with_capacity(strategies.len());
     let mut alert_inputs = Vec::with_capacity(strategies.len());
     for s in &strategies {
-        let (t, a) = trigger(*s, spec, settings, scope, window, address)?;
+        let with_auth =
+            refusals.address.is_none() && !(*s == Strategy::Custom && refusals.query.is_some());
+        let (t, a) = trigger(*s, spec, settings, scope, window, address, with_auth)?;
         triggers.push(t);
         alert_inputs.push(a);
     }
@@ -300,6 +327,7 @@ fn managed(input: Input<'_>, spec: &ScalingSpec, settings: &Settings) -> Result<
         min,
         plan.monitor.is_some(),
     );
+    plan.warnings.extend(withheld);
     Ok(plan)
 }
 
@@ -330,6 +358,67 @@ fn check_predictor_mode(isvc: &Isvc, prefix: &str) -> Result<(), PlanError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Why the platform's credential may not go with these triggers: `(annotation, problem)`
+/// for the address (every trigger) and for the `custom` query (its trigger).
+#[derive(Default)]
+struct Refusals {
+    address: Option<(String, String)>,
+    query: Option<(String, String)>,
+}
+
+fn credential_refusals(
+    isvc: &Isvc,
+    spec: &ScalingSpec,
+    settings: &Settings,
+    strategies: &[Strategy],
+    address: &str,
+) -> Refusals {
+    let Some(auth) = &settings.trigger_auth else {
+        return Refusals::default();
+    };
+    let prefix = &settings.prefix;
+    let credential = format!(
+        "the platform's Prometheus credentials ({} {})",
+        auth.kind, auth.name
+    );
+    let mut out = Refusals::default();
+    if !settings.credential_may_go_to(address) {
+        let also = if settings.credential_addresses.is_empty() {
+            ""
+        } else {
+            " and the policy's allowedPrometheusAddresses"
+        };
+        out.address = Some((
+            format!("annotation {prefix}/{}", keys::PROMETHEUS_ADDRESS),
+            format!(
+                "'{}' would receive {credential}, which go only to {}{also}; remove the annotation to query the platform's Prometheus, or ask the platform team to add the address to limits.allowedPrometheusAddresses",
+                text::clip(address),
+                text::clip(&settings.prometheus_address)
+            ),
+        ));
+    }
+    if settings.scoped_custom_queries
+        && strategies.contains(&Strategy::Custom)
+        && let Some(q) = &spec.query
+    {
+        // spec::parse accepted the query already, within its limits; a parse error here
+        // would be a bug, and refusing is the safe answer to it.
+        let scoped = match promql_parser::parser::parse(q) {
+            Ok(expr) => query_scope::check(&expr, &isvc.namespace).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("is not valid PromQL: {}", text::clip(&e))),
+        };
+        if let Err(why) = scoped {
+            out.query = Some((
+                format!("annotation {prefix}/{}", keys::QUERY),
+                format!(
+                    "{why}; the trigger carries {credential}, so a custom query may read only its own namespace's series"
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// The deploymentMode value to write, if any, after checking the mode allows KEDA.
@@ -438,6 +527,7 @@ fn trigger(
     scope: Scope<'_>,
     window: &str,
     address: &str,
+    with_auth: bool,
 ) -> Result<(ScaleTrigger, alerts::Trigger), PlanError> {
     // Copied only for an error: this runs for every trigger of every review.
     let prefix = || settings.prefix.clone();
@@ -471,13 +561,17 @@ fn trigger(
     if let Some(a) = spec.activations.get(&s) {
         metadata.insert("activationThreshold".into(), number(*a));
     }
-    let authentication_ref = settings.trigger_auth.as_ref().map(|auth| {
-        metadata.insert("authModes".into(), auth.modes.clone());
-        AuthenticationRef {
-            kind: auth.kind.clone(),
-            name: auth.name.clone(),
-        }
-    });
+    let authentication_ref = settings
+        .trigger_auth
+        .as_ref()
+        .filter(|_| with_auth)
+        .map(|auth| {
+            metadata.insert("authModes".into(), auth.modes.clone());
+            AuthenticationRef {
+                kind: auth.kind.clone(),
+                name: auth.name.clone(),
+            }
+        });
     let for_alerts = alerts::Trigger {
         strategy: s,
         metric_type,

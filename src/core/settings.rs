@@ -51,7 +51,8 @@ impl FromStr for RawMode {
             "RawDeployment" => Ok(RawMode::RawDeployment),
             "Standard" => Ok(RawMode::Standard),
             other => Err(format!(
-                "raw mode '{other}' is not allowed; use RawDeployment or Standard"
+                "raw mode '{}' is not allowed; use RawDeployment or Standard",
+                crate::core::text::clip(other)
             )),
         }
     }
@@ -164,6 +165,99 @@ pub struct Settings {
     pub max_replicas: u32,
     /// Per-replica targets used when the user gives none.
     pub targets: BTreeMap<Strategy, f64>,
+    /// Addresses besides `prometheus_address` that may receive `trigger_auth`: the policy's
+    /// `allowedPrometheusAddresses` in force for the namespace (empty: the default alone).
+    pub credential_addresses: Vec<String>,
+    /// Whether a `custom` query must read only its own namespace to carry `trigger_auth`.
+    pub scoped_custom_queries: bool,
+    /// What happens to a trigger that may not carry `trigger_auth`.
+    pub credential_refusal: CredentialRefusal,
+}
+
+/// What happens when a trigger would carry the shared credential where the platform did not
+/// allow it (another address, or a `custom` query outside its namespace).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CredentialRefusal {
+    /// Refuse the InferenceService.
+    #[default]
+    Deny,
+    /// Generate the trigger without the credential, and say so in a warning (a policy in
+    /// `warn` or `audit` mode admits the object, but never lets the credential go).
+    Withhold,
+}
+
+/// The form two Prometheus addresses are compared in: scheme and host in lower case, the
+/// port always written (80 and 443 when left out), trailing `/` dropped. `None` for anything
+/// that is not plainly `http(s)://host[:port][/path]` (credentials, `%`-escapes, `.`/`..`
+/// segments, a query, a fragment, spaces), so a spelling that could mean two things never
+/// compares equal to anything.
+pub fn canonical_address(address: &str) -> Option<String> {
+    let (scheme, rest) = address.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']')?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?),
+            };
+            if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+                return None;
+            }
+            (format!("[{}]", h.to_ascii_lowercase()), port)
+        }
+        None => {
+            let (h, port) = match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            };
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                return None;
+            }
+            (h.to_ascii_lowercase(), port)
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()) => {
+            p.parse::<u16>().ok().filter(|n| *n > 0)?
+        }
+        Some(_) => return None,
+    };
+    let path = path.trim_end_matches('/');
+    let path_ok = path.split('/').skip(1).all(|seg| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+    });
+    if !path_ok {
+        return None;
+    }
+    Some(format!("{scheme}://{host}:{port}{path}"))
+}
+
+/// Whether two addresses name the same Prometheus (see [`canonical_address`]).
+pub fn same_address(a: &str, b: &str) -> bool {
+    match (canonical_address(a), canonical_address(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Where Prometheus lives when neither the user nor the platform says otherwise: the
@@ -192,6 +286,9 @@ impl Default for Settings {
                 .iter()
                 .filter_map(|s| s.default_target().map(|t| (*s, t)))
                 .collect(),
+            credential_addresses: Vec::new(),
+            scoped_custom_queries: true,
+            credential_refusal: CredentialRefusal::Deny,
         }
     }
 }
@@ -202,6 +299,73 @@ impl Settings {
             .get(&strategy)
             .copied()
             .or_else(|| strategy.default_target())
+    }
+
+    /// Whether `trigger_auth` may be sent to `address`: the default address in force, or
+    /// one the policy allows.
+    pub fn credential_may_go_to(&self, address: &str) -> bool {
+        std::iter::once(&self.prometheus_address)
+            .chain(&self.credential_addresses)
+            .any(|allowed| same_address(allowed, address))
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_compare_after_normalising_and_lookalikes_never_match() {
+        let base = "http://prometheus-operated.monitoring.svc:9090";
+        for same in [
+            "HTTP://Prometheus-Operated.Monitoring.SVC:9090",
+            "http://prometheus-operated.monitoring.svc:09090",
+            "http://prometheus-operated.monitoring.svc:9090/",
+        ] {
+            assert!(same_address(base, same), "{same}");
+        }
+        assert!(same_address("http://prom", "HTTP://Prom:80"));
+        assert!(same_address("https://prom", "https://prom:443"));
+        // IPv6 spellings are not unified: two spellings of one address are simply refused.
+        assert!(!same_address("http://[::1]:9090", "http://[0::1]:9090"));
+        assert!(same_address("http://[FE80::1]", "http://[fe80::1]:80"));
+        for other in [
+            "http://prometheus-operated.monitoring.svc:9091",
+            "https://prometheus-operated.monitoring.svc:9090",
+            "http://prometheus-operated.monitoring.svc.:9090",
+            "http://prometheus-operated.monitoring.svc.evil.com:9090",
+            "http://prometheus-operated.monitoring.svc@evil.com:9090",
+            "http://evil.com@prometheus-operated.monitoring.svc:9090",
+            "http://prometheus-operated.monitoring.svc:9090/x",
+            "http://prometheus-operated.monitoring.svc:9090/%2e",
+            "http://prometheus-operated.monitoring.svc:9090/..",
+            "http://prometheus-operated.monitoring.svc:9090?x=1",
+            "http://prometheus-operated.monitoring.svc:9090#x",
+            "http://prometheus-operated.monitoring.svc:+9090",
+            "http://prometheus-operated.monitoring.svc:9090:9090",
+            "http://pr\u{43e}metheus-operated.monitoring.svc:9090",
+            "http://prometheus-operated.monitoring.svc:9090\n",
+            "ftp://prometheus-operated.monitoring.svc:9090",
+            "//prometheus-operated.monitoring.svc:9090",
+            "prometheus-operated.monitoring.svc:9090",
+            "",
+        ] {
+            assert!(!same_address(base, other), "{other:?}");
+        }
+        // Nothing unreadable equals itself either.
+        assert!(!same_address("http://a@b", "http://a@b"));
+        assert_eq!(canonical_address("http://p:65536"), None);
+        assert_eq!(canonical_address("http://p:0"), None);
+    }
+
+    #[test]
+    fn the_credential_goes_to_the_default_or_an_allowed_address_only() {
+        let mut s = Settings::default();
+        assert!(s.credential_may_go_to("HTTP://prometheus-operated.monitoring.svc:9090/"));
+        assert!(!s.credential_may_go_to("http://anyhost"));
+        s.credential_addresses = vec!["http://thanos.monitoring.svc:10902".into()];
+        assert!(s.credential_may_go_to("http://Thanos.monitoring.svc:10902"));
+        assert!(!s.credential_may_go_to("http://thanos.monitoring.svc:10903"));
     }
 }
 

@@ -7,13 +7,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::core::isvc::Isvc;
 use crate::core::plan::{self, Input, Plan, PlanError};
-use crate::core::settings::{AuthRef, Settings};
+use crate::core::query_scope;
+use crate::core::settings::{self, AuthRef, CredentialRefusal, Settings};
 use crate::core::spec::{self, keys};
 use crate::core::strategy::Strategy;
 use crate::core::text;
 
 use super::file::{
-    Defaults, Enforcement, Limits, Policy, RequireAction, RequireStrategy, RequireWhen, Rule,
+    Defaults, Enforcement, Limits, Policy, QueryNamespace, RequireAction, RequireStrategy,
+    RequireWhen, Rule,
 };
 
 impl Policy {
@@ -39,8 +41,14 @@ impl Policy {
             limits: &self.limits,
         }];
         let mut require = None;
+        // The credential's owner decides what a refusal does: the top-level enforcement for
+        // one set by flags or cluster defaults, the rule's for one a rule sets.
+        let mut credential_mode = self.enforcement;
         for rule in self.rules.iter().filter(|r| r.applies(namespace, labels)) {
             overlay(&mut settings, &rule.defaults);
+            if rule.defaults.trigger_authentication.is_some() {
+                credential_mode = rule.enforcement;
+            }
             limits.push(Scoped {
                 source: format!("rule '{}'", rule.name),
                 mode: rule.enforcement,
@@ -55,6 +63,9 @@ impl Policy {
             .namespace_labels
             .iter()
             .any(|(k, v)| labels.get(k) == Some(v));
+        if settings.trigger_auth.is_some() {
+            credential_scope(&mut settings, &limits, credential_mode);
+        }
         Effective {
             settings,
             limits,
@@ -140,6 +151,39 @@ fn overlay(s: &mut Settings, d: &Defaults) {
     if let Some(n) = d.max_replicas {
         s.max_replicas = n;
     }
+}
+
+/// Where the shared credential may go in this namespace: the addresses every
+/// `allowedPrometheusAddresses` in force allows (the default address always may), and
+/// whether `custom` queries must keep to their namespace (the tightest
+/// `customQueryNamespace`; `own` when none says).
+fn credential_scope(s: &mut Settings, limits: &[Scoped<'_>], mode: Enforcement) {
+    let mut lists = limits
+        .iter()
+        .filter_map(|l| l.limits.allowed_prometheus_addresses.as_ref());
+    s.credential_addresses = match lists.next() {
+        None => Vec::new(),
+        Some(first) => {
+            let rest: Vec<&Vec<String>> = lists.collect();
+            first
+                .iter()
+                .filter(|a| {
+                    rest.iter()
+                        .all(|l| l.iter().any(|b| settings::same_address(a, b)))
+                })
+                .cloned()
+                .collect()
+        }
+    };
+    let said: Vec<QueryNamespace> = limits
+        .iter()
+        .filter_map(|l| l.limits.custom_query_namespace)
+        .collect();
+    s.scoped_custom_queries = said.is_empty() || said.contains(&QueryNamespace::Own);
+    s.credential_refusal = match mode {
+        Enforcement::Enforce => CredentialRefusal::Deny,
+        Enforcement::Warn | Enforcement::Audit => CredentialRefusal::Withhold,
+    };
 }
 
 /// A limit set and where it came from.
@@ -336,12 +380,31 @@ fn limit_findings(
             .triggers
             .iter()
             .filter_map(|t| t.metadata.get("serverAddress"))
-            .find(|a| !allowed.contains(a))
+            .find(|a| !allowed.iter().any(|b| settings::same_address(a, b)))
     {
         push(format!(
             "Prometheus address '{}' is not allowed; allowed: {}",
             text::clip(address),
             allowed.join(", ")
         ));
+    }
+    if l.custom_query_namespace == Some(QueryNamespace::Own)
+        && let Some(query) = so
+            .spec
+            .triggers
+            .iter()
+            .find(|t| t.name == Strategy::Custom.as_str())
+            .and_then(|t| t.metadata.get("query"))
+    {
+        let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
+        let scoped = match promql_parser::parser::parse(query) {
+            Ok(expr) => query_scope::check(&expr, namespace).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("is not valid PromQL: {}", text::clip(&e))),
+        };
+        if let Err(why) = scoped {
+            push(format!(
+                "{prefix}/query may read only namespace '{namespace}': {why}"
+            ));
+        }
     }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde::Deserialize;
+
+use super::source;
 
 use crate::core::names;
 use crate::core::settings::{self, RawMode, Settings, TriggerAuthKind};
@@ -80,8 +82,23 @@ fn bearer() -> String {
 pub struct Limits {
     pub max_replicas: Option<u32>,
     pub allowed_strategies: Option<Vec<Strategy>>,
+    /// Where KEDA may query; with a shared credential configured, also the addresses besides
+    /// the default that may receive it.
     pub allowed_prometheus_addresses: Option<Vec<String>>,
     pub min_polling_interval: Option<u32>,
+    /// Which series a `custom` query may read. Unset: `own` when a shared credential is
+    /// configured (the trigger carries it), `any` otherwise.
+    pub custom_query_namespace: Option<QueryNamespace>,
+}
+
+/// `limits.customQueryNamespace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryNamespace {
+    /// Every selector must carry `namespace="<the InferenceService's namespace>"`.
+    Own,
+    /// No restriction (the platform's Prometheus enforces its own, or holds nothing private).
+    Any,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -122,7 +139,10 @@ pub struct Rule {
     #[serde(default)]
     pub namespaces: Vec<String>,
     /// Namespaces by label. A rule with neither applies everywhere; with both, a namespace
-    /// matching either is in scope.
+    /// matching either is in scope. Read in the strict form of [`Selector`]: k8s-openapi's
+    /// type skips unknown keys, and a typo such as `matchLabel` would leave an empty
+    /// selector, which selects every namespace.
+    #[serde(default, deserialize_with = "strict_selector")]
     pub namespace_selector: Option<LabelSelector>,
     #[serde(default)]
     pub enforcement: Enforcement,
@@ -165,13 +185,79 @@ pub struct Policy {
     pub exemptions: Exemptions,
 }
 
+/// A label selector as the policy file may spell it: the fields of Kubernetes'
+/// `LabelSelector`, and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Selector {
+    match_labels: Option<BTreeMap<String, String>>,
+    match_expressions: Option<Vec<Requirement>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requirement {
+    key: String,
+    operator: Operator,
+    values: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+fn strict_selector<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<LabelSelector>, D::Error> {
+    let Some(s) = Option::<Selector>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let expressions = s.match_expressions.map(|list| {
+        list.into_iter()
+            .map(|r| LabelSelectorRequirement {
+                key: r.key,
+                operator: match r.operator {
+                    Operator::In => "In",
+                    Operator::NotIn => "NotIn",
+                    Operator::Exists => "Exists",
+                    Operator::DoesNotExist => "DoesNotExist",
+                }
+                .to_string(),
+                values: r.values,
+            })
+            .collect()
+    });
+    Ok(Some(LabelSelector {
+        match_labels: s.match_labels,
+        match_expressions: expressions,
+    }))
+}
+
+/// [`parse`] for the bytes of a file: the size cap is checked before anything else, and
+/// text that is not UTF-8 is refused naming the byte.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Policy, PolicyError> {
+    source::check_size(bytes.len()).map_err(PolicyError::Syntax)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        PolicyError::Syntax(format!(
+            "is not UTF-8 text (byte {} is not)",
+            e.valid_up_to()
+        ))
+    })?;
+    parse(text)
+}
+
 /// Parses and checks a policy. Syntax, type and unknown-field errors carry the line and
-/// column; consistency errors name the path of the field.
+/// column and the field's path; consistency errors name the path of the field. The text is
+/// read within the limits of [`super::source`] (size, nesting, aliases).
 pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     let policy: Policy = if text.trim().is_empty() {
         Policy::default()
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?
+        source::read(text).map_err(PolicyError::Syntax)?
     };
     policy.check()?;
     Ok(policy)
@@ -195,22 +281,40 @@ impl Policy {
         }
         check_defaults("defaults", &self.defaults)?;
         check_limits("limits", &self.limits, &self.defaults)?;
-        let mut names = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for (i, rule) in self.rules.iter().enumerate() {
-            let at = |f: &str| format!("rules[{i}] ({}).{f}", rule.name);
+            let at = |f: &str| format!("rules[{i}] ({}).{f}", text::clip(&rule.name));
             if rule.name.trim().is_empty() {
                 return bad(
                     format!("rules[{i}].name"),
                     "is empty; every rule needs a name for its messages".into(),
                 );
             }
-            if names.contains(&rule.name) {
+            // The name is shown to users in denials and warnings, and in log lines.
+            if rule.name.chars().count() > RULE_NAME_MAX || rule.name.chars().any(char::is_control)
+            {
+                return bad(
+                    format!("rules[{i}].name"),
+                    format!(
+                        "'{}' is not allowed; use at most {RULE_NAME_MAX} characters and no control characters",
+                        text::clip(&rule.name)
+                    ),
+                );
+            }
+            if !names.insert(rule.name.as_str()) {
                 return bad(
                     at("name"),
                     "is used by an earlier rule; names must be unique".into(),
                 );
             }
-            names.push(rule.name.clone());
+            for (j, n) in rule.namespaces.iter().enumerate() {
+                if let Err(e) = names::dns1123_label(n) {
+                    return bad(
+                        at(&format!("namespaces[{j}]")),
+                        format!("{e}; a namespace of that name cannot exist"),
+                    );
+                }
+            }
             if rule.defaults.annotation_prefix.is_some() {
                 return bad(
                     at("defaults.annotationPrefix"),
@@ -241,7 +345,39 @@ impl Policy {
                 }
             }
             if let Some(sel) = &rule.namespace_selector {
+                let labels = sel.match_labels.iter().flatten();
+                if labels.clone().next().is_none()
+                    && sel.match_expressions.as_ref().is_none_or(Vec::is_empty)
+                {
+                    return bad(
+                        at("namespaceSelector"),
+                        "is empty, which selects every namespace; give matchLabels or matchExpressions, or leave namespaceSelector out for a rule that applies everywhere".into(),
+                    );
+                }
+                for (k, v) in labels {
+                    if let Err(e) = names::label_key(k) {
+                        return bad(at("namespaceSelector.matchLabels"), e);
+                    }
+                    if let Err(e) = names::label_value(v) {
+                        return bad(
+                            at(&format!("namespaceSelector.matchLabels.{}", text::clip(k))),
+                            e,
+                        );
+                    }
+                }
                 for (j, expr) in sel.match_expressions.iter().flatten().enumerate() {
+                    let here = |f: &str| at(&format!("namespaceSelector.matchExpressions[{j}]{f}"));
+                    if let Err(e) = names::label_key(&expr.key) {
+                        return bad(here(".key"), e);
+                    }
+                    if let Some(e) = expr
+                        .values
+                        .iter()
+                        .flatten()
+                        .find_map(|v| names::label_value(v).err())
+                    {
+                        return bad(here(".values"), e);
+                    }
                     let ok = match expr.operator.as_str() {
                         "In" | "NotIn" => expr.values.as_ref().is_some_and(|v| !v.is_empty()),
                         "Exists" | "DoesNotExist" => expr.values.as_ref().is_none_or(Vec::is_empty),
@@ -259,6 +395,39 @@ impl Policy {
                 }
             }
         }
+        let ex = &self.exemptions;
+        for (k, v) in &ex.namespace_labels {
+            if let Err(e) = names::label_key(k) {
+                return bad("exemptions.namespaceLabels".into(), e);
+            }
+            if let Err(e) = names::label_value(v) {
+                return bad(format!("exemptions.namespaceLabels.{}", text::clip(k)), e);
+            }
+        }
+        if let Some(a) = &ex.annotation
+            && let Err(e) = names::label_key(a)
+        {
+            return bad(
+                "exemptions.annotation".into(),
+                e.replace("label key", "annotation key"),
+            );
+        }
+        for (field, list) in [
+            ("allowedUsers", &ex.allowed_users),
+            ("allowedGroups", &ex.allowed_groups),
+        ] {
+            for (j, who) in list.iter().enumerate() {
+                if who.is_empty() || who.len() > 1024 || who.chars().any(char::is_control) {
+                    return bad(
+                        format!("exemptions.{field}[{j}]"),
+                        format!(
+                            "'{}' is not a user or group name: use 1 to 1024 characters and no control characters",
+                            text::clip(who)
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(a) = &self.exemptions.annotation
             && (a.starts_with(&format!("{prefix}/")) || !a.contains('/'))
         {
@@ -269,7 +438,7 @@ impl Policy {
                 ),
             );
         }
-        Ok(())
+        super::overlap::check(self)
     }
 
     pub fn prefix(&self) -> String {
@@ -359,6 +528,10 @@ fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// The longest rule name, as long as an object name: it is shown in denials and warnings
+/// (which clip it to fit what the API server shows).
+pub const RULE_NAME_MAX: usize = 253;
+
 /// Checks a limit set, and that the defaults next to it respect it.
 fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
     let bad = |f: &str, problem: String| {
@@ -369,6 +542,35 @@ fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
     };
     if l.max_replicas == Some(0) {
         return bad("maxReplicas", "must be at least 1".into());
+    }
+    for (f, n) in [
+        ("maxReplicas", l.max_replicas),
+        ("minPollingInterval", l.min_polling_interval),
+    ] {
+        if let Some(n) = n.filter(|n| *n > spec::MAX_INT32) {
+            return bad(
+                f,
+                format!(
+                    "{n} is not allowed; use a whole number up to {}",
+                    spec::MAX_INT32
+                ),
+            );
+        }
+    }
+    if l.allowed_strategies.as_ref().is_some_and(Vec::is_empty) {
+        return bad(
+            "allowedStrategies",
+            "is empty, which allows nothing and refuses every InferenceService with a strategy; list the strategies to allow, or leave it out".into(),
+        );
+    }
+    if l.allowed_prometheus_addresses
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
+        return bad(
+            "allowedPrometheusAddresses",
+            "is empty, which allows nothing and refuses every InferenceService with a strategy; list the addresses to allow, or leave it out".into(),
+        );
     }
     for (i, a) in l.allowed_prometheus_addresses.iter().flatten().enumerate() {
         if let Err(e) = spec::check_url(a) {
@@ -392,7 +594,7 @@ fn check_limits(at: &str, l: &Limits, d: &Defaults) -> Result<(), PolicyError> {
         );
     }
     if let (Some(allowed), Some(a)) = (&l.allowed_prometheus_addresses, &d.prometheus_address)
-        && !allowed.contains(a)
+        && !allowed.iter().any(|x| settings::same_address(x, a))
     {
         return bad(
             "prometheusAddress",

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
-use hyper_util::rt::TokioTimer;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::{error, info};
 
+use crate::server::limits::{self, Limited};
 use crate::server::{self, AppState};
 use crate::tls::{self, TlsError};
 
@@ -20,11 +21,10 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("the TLS listener failed: {0}")]
     Stopped(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message and not a `source`: printed as a chain (the
+    /// binary's `{:#}`), it would otherwise appear twice.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: String, error: std::io::Error },
 }
 
 /// Where the serving certificate comes from.
@@ -48,21 +48,16 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
 }
 
-/// Largest read buffer per connection (hyper's default grows to about 400 KiB). A body is
-/// read in pieces of at most this size, each keeping its buffer alive until the body is
-/// whole; request heads must fit (the API server's are well under 1 KiB).
-const READ_BUFFER: usize = 32 * 1024;
-
 /// Binds a TCP listener; with port 0 the kernel picks one (see `local_addr`).
 pub fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    let l = TcpListener::bind(addr).map_err(|source| ServeError::Listen {
+    let l = TcpListener::bind(addr).map_err(|error| ServeError::Listen {
         addr: addr.to_string(),
-        source,
+        error,
     })?;
     l.set_nonblocking(true)
-        .map_err(|source| ServeError::Listen {
+        .map_err(|error| ServeError::Listen {
             addr: addr.to_string(),
-            source,
+            error,
         })?;
     Ok(l)
 }
@@ -90,36 +85,52 @@ pub async fn run(
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let handle: Handle<SocketAddr> = Handle::new();
-    let mut server = axum_server::from_tcp_rustls(opts.listener, rustls)
-        .map_err(|source| ServeError::Listen {
+    // The cap is taken before the handshake, so handshakes in progress count against it.
+    let acceptor = RustlsAcceptor::new(rustls)
+        .handshake_timeout(limits::TLS_HANDSHAKE_TIMEOUT)
+        .acceptor(Limited::new(
+            "https",
+            limits::MAX_TLS_CONNECTIONS,
+            &state.metrics,
+        ));
+    let mut server = axum_server::from_tcp(opts.listener)
+        .map_err(|error| ServeError::Listen {
             addr: addr.clone(),
-            source,
+            error,
         })?
+        .acceptor(acceptor)
         .handle(handle.clone())
         // ALPN offers only http/1.1; skipping protocol detection also puts a client that
-        // completes the handshake and then sends nothing under the header timeout below.
+        // completes the handshake and then sends nothing under the header timeout.
         .http1_only();
-    // Slow-header clients are cut off; slow bodies hit the router's request timeout.
-    server
-        .http_builder()
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(5))
-        .max_buf_size(READ_BUFFER);
+    http1_limits(server.http_builder());
     let app = server::router(state.clone());
     let mut tls_task = tokio::spawn(server.serve(app.into_make_service()));
 
     let metrics_handle: Handle<SocketAddr> = Handle::new();
     let metrics_task = match opts.metrics_listener {
         Some(l) => {
-            let server = axum_server::from_tcp(l)
-                .map_err(|source| ServeError::Listen {
+            let mut server = axum_server::from_tcp(l)
+                .map_err(|error| ServeError::Listen {
                     addr: "metrics".into(),
-                    source,
+                    error,
                 })?
-                .handle(metrics_handle.clone());
+                .acceptor(Limited::new(
+                    "metrics",
+                    limits::MAX_METRICS_CONNECTIONS,
+                    &state.metrics,
+                ))
+                .handle(metrics_handle.clone())
+                // Without this, hyper's protocol detection waits for the first bytes with no
+                // timeout at all.
+                .http1_only();
+            http1_limits(server.http_builder());
             let app = server::probes_router(state.clone());
-            Some(tokio::spawn(server.serve(app.into_make_service())))
+            let task = tokio::spawn(server.serve(app.into_make_service()));
+            if let Some(bound) = metrics_handle.listening().await {
+                info!(addr = %bound, "serving probes and metrics over plain HTTP");
+            }
+            Some(task)
         }
         None => None,
     };
@@ -158,6 +169,15 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// The same HTTP/1 bounds on both ports (see [`limits`]).
+fn http1_limits(builder: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits::HEADER_READ_TIMEOUT)
+        .max_buf_size(limits::READ_BUFFER);
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -37,21 +37,17 @@ const CA_BUNDLE_KEY: &str = "ca-bundle.crt";
 pub enum CertError {
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("Secret {namespace}/{name}: {source}")]
+    /// The API error is in the message, not a `source`, so a chain prints it once.
+    #[error("Secret {namespace}/{name}: {error}")]
     Secret {
         namespace: String,
         name: String,
-        #[source]
-        source: kube::Error,
+        error: kube::Error,
     },
     #[error("Secret {namespace}/{name} kept changing under us; giving up for now")]
     Contended { namespace: String, name: String },
-    #[error("MutatingWebhookConfiguration {name}: {source}")]
-    WebhookConfig {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("MutatingWebhookConfiguration {name}: {error}")]
+    WebhookConfig { name: String, error: kube::Error },
     #[error("MutatingWebhookConfiguration {name} has no webhook calling {service}")]
     NoWebhookForService { name: String, service: String },
 }
@@ -236,10 +232,10 @@ fn issue(cfg: &SelfManaged, now: i64) -> Result<(Issued, i64), CertError> {
 /// Unix seconds, passed in so tests can move the clock.
 pub async fn ensure(client: Client, cfg: &SelfManaged, now: i64) -> Result<Shared, CertError> {
     let api: Api<Secret> = Api::namespaced(client, &cfg.secret_namespace);
-    let secret_err = |source| CertError::Secret {
+    let secret_err = |error| CertError::Secret {
         namespace: cfg.secret_namespace.clone(),
         name: cfg.secret_name.clone(),
-        source,
+        error,
     };
     // A few rounds are enough: each lost race means another replica just wrote a fresh one.
     for _ in 0..4 {
@@ -263,7 +259,20 @@ pub async fn ensure(client: Client, cfg: &SelfManaged, now: i64) -> Result<Share
             Some(secret) => {
                 match Shared::from_secret(&secret) {
                     Some(shared) if !shared.needs_renewal(now, cfg.renew_before) => {
-                        return Ok(shared);
+                        // A pair that does not load (edited by hand, cut short) would stop
+                        // every replica at start-up: replace it like an expiring one.
+                        match tls::server_config(
+                            &shared.serving,
+                            std::path::Path::new("tls.crt"),
+                            std::path::Path::new("tls.key"),
+                        ) {
+                            Ok(_) => return Ok(shared),
+                            Err(e) => warn!(
+                                secret = %format!("{}/{}", cfg.secret_namespace, cfg.secret_name),
+                                error = %e,
+                                "the Secret's certificate does not load; issuing a new one"
+                            ),
+                        }
                     }
                     _ => {}
                 }
@@ -310,9 +319,9 @@ pub async fn publish_ca(
     ca_bundle: &str,
 ) -> Result<bool, CertError> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client);
-    let wrap = |source| CertError::WebhookConfig {
+    let wrap = |error| CertError::WebhookConfig {
         name: cfg.webhook_config.clone(),
-        source,
+        error,
     };
     let config = api.get(&cfg.webhook_config).await.map_err(wrap)?;
     let wanted = ca_bundle.as_bytes();

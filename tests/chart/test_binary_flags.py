@@ -59,8 +59,19 @@ def test_the_policy_the_chart_mounts_passes_policy_check(tmp_path):
     values = {
         "policy": {
             "defaults": {"monitorLabels": {"release": "prometheus"}},
-            "limits": {"maxReplicas": 8},
-            "rules": [{"name": "research", "namespaces": ["lab"], "limits": {"maxReplicas": 2}}],
+            "limits": {
+                "maxReplicas": 8,
+                "allowedPrometheusAddresses": [
+                    "http://prometheus-operated.monitoring.svc:9090",
+                    "http://thanos-query.monitoring.svc:10902",
+                ],
+                "customQueryNamespace": "own",
+            },
+            "rules": [
+                {"name": "research", "namespaces": ["lab"], "limits": {"maxReplicas": 2}},
+                {"name": "gold", "namespaceSelector": {"matchLabels": {"tier": "gold"}},
+                 "limits": {"customQueryNamespace": "any"}},
+            ],
         }
     }
     text = one(render_values(values), "ConfigMap")["data"]["policy.yaml"]

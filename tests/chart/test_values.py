@@ -40,6 +40,13 @@ from scenarios import NAMESPACE, SCENARIOS, render_values
         ({"webhook": {"url": "https://user@host/mutate"}}, "/webhook/url"),
         ({"webhook": {"url": "https://host/mutate?a=b"}}, "/webhook/url"),
         ({"webhook": {"url": "https://host/mutate#frag"}}, "/webhook/url"),
+        ({"policy": {"limits": {"customQueryNamespace": "mine"}}}, "/policy/limits/customQueryNamespace"),
+        ({"policy": {"limits": {"allowedPrometheusAddresses": []}}}, "/policy/limits/allowedPrometheusAddresses"),
+        ({"policy": {"limits": {"maxReplicas": 3000000000}}}, "/policy/limits/maxReplicas"),
+        ({"policy": {"rules": [{"name": "a", "namespaceSelector": {}}]}}, "/policy/rules/0/namespaceSelector"),
+        ({"policy": {"rules": [{"name": "a", "namespaces": ["Team_A"]}]}}, "/policy/rules/0/namespaces/0"),
+        ({"policy": {"rules": [{"name": "a", "namespaceSelector": {"matchExpressions": [
+            {"key": "t", "operator": "Equals"}]}}]}}, "/policy/rules/0/namespaceSelector/matchExpressions/0/operator"),
     ],
 )
 def test_schema_rejects_bad_values(values, path):
@@ -59,6 +66,10 @@ def test_schema_rejects_bad_values(values, path):
         {"metrics": {"serviceMonitor": {"enable": True}}},
         {"log": {"levels": "debug"}},
         {"image": {"name": "x"}},
+        # A selector typo used to select every namespace; a limit typo was ignored.
+        {"policy": {"rules": [{"name": "a", "namespaceSelector": {"matchLabel": {"tier": "gold"}}}]}},
+        {"policy": {"limits": {"maxReplica": 4}}},
+        {"policy": {"rules": [{"name": "a", "limits": {"customQueryNamespaces": "own"}}]}},
     ],
 )
 def test_schema_rejects_unknown_keys(values):

@@ -29,8 +29,12 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kserve-keda-webhook"
-# Cargo's output folder: CARGO_TARGET_DIR when set (CI keeps it outside the work tree).
-BINARY = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "kserve-keda-webhook"
+# The binary under test: E2E_PRODUCT_BIN when set (CI runs the release build, what ships), else
+# the debug build in Cargo's output folder (CARGO_TARGET_DIR when set).
+BINARY = pathlib.Path(
+    os.environ.get("E2E_PRODUCT_BIN")
+    or pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "kserve-keda-webhook"
+)
 RELEASE = "kserve-keda-webhook"
 NAMESPACE = "kserve-keda-webhook"
 

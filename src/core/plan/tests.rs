@@ -818,12 +818,13 @@ fn monitor_choices_port_path_and_platform_labels() {
 
 #[test]
 fn trigger_auth_and_prometheus_address() {
-    let settings = Settings {
+    let mut settings = Settings {
         trigger_auth: Some(AuthRef {
             kind: "ClusterTriggerAuthentication".into(),
             name: "prom".into(),
             modes: "bearer".into(),
         }),
+        credential_addresses: vec!["https://thanos:9091".into()],
         ..Settings::default()
     };
     let i = isvc(
@@ -833,15 +834,12 @@ fn trigger_auth_and_prometheus_address() {
         ],
         json!({}),
     );
-    let p = plan(
-        Input {
-            isvc: &i,
-            old: None,
-            live_deployment: None,
-        },
-        &settings,
-    )
-    .unwrap();
+    let input = Input {
+        isvc: &i,
+        old: None,
+        live_deployment: None,
+    };
+    let p = plan(input, &settings).unwrap();
     let t = &so(&p).triggers[0];
     assert_eq!(t.metadata["serverAddress"], "https://thanos:9091");
     assert_eq!(t.metadata["authModes"], "bearer");
@@ -849,6 +847,24 @@ fn trigger_auth_and_prometheus_address() {
     assert_eq!(
         (auth.kind.as_str(), auth.name.as_str()),
         ("ClusterTriggerAuthentication", "prom")
+    );
+
+    // An address nobody allowed never receives the shared credential: refused, or, when
+    // the platform's policy admits it, generated without it.
+    settings.credential_addresses.clear();
+    let e = plan(input, &settings).unwrap_err();
+    assert!(matches!(e, PlanError::SharedCredential { .. }), "{e:?}");
+    settings.credential_refusal = crate::core::settings::CredentialRefusal::Withhold;
+    let p = plan(input, &settings).unwrap();
+    let t = &so(&p).triggers[0];
+    assert!(t.authentication_ref.is_none() && !t.metadata.contains_key("authModes"));
+    assert_eq!(t.metadata["serverAddress"], "https://thanos:9091");
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("without the platform's credentials")),
+        "{:?}",
+        p.warnings
     );
 }
 
