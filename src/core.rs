@@ -2,13 +2,16 @@
 //! randomness, so the webhook, the controller and `render` can never disagree.
 //!
 //! Imports inside the core run one way: `text` <- `names` <- `strategy` <- `spec`,
-//! `settings` <- `isvc` <- `plan`; `resources` and `patch` are leaf data types.
+//! `settings` <- `isvc` <- `plan`; `resources` and `patch` are leaf data types, and
+//! `query_limits` (the bounds `spec` checks before a query reaches the PromQL parser)
+//! imports nothing.
 
 pub mod alerts;
 pub mod isvc;
 pub mod names;
 pub mod patch;
 pub mod plan;
+pub mod query_limits;
 pub mod resources;
 pub mod settings;
 pub mod spec;

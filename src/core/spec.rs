@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::query_limits;
 use crate::core::strategy::{MetricType, Runtime, Strategy};
 use crate::core::text::{clip, clip_to};
 
@@ -237,6 +238,9 @@ pub fn parse(
                         "is empty; give a PromQL query that returns one series".into()
                     ));
                 }
+                // Before the parser: a query past these limits could abort the process
+                // (query_limits says why), whatever the strategy.
+                query_limits::check(value).map_err(&bad)?;
                 let parsed = promql_parser::parser::parse(value)
                     .map_err(|e| bad(format!("is not valid PromQL: {}", clip_to(e.trim(), 160))))?;
                 if spec.strategies.contains(&Strategy::Custom) && !single_series(&parsed) {
@@ -1001,6 +1005,39 @@ mod tests {
             let spec = parse_ok(&[("strategy", "custom"), ("query", many)]);
             assert_eq!(spec.warnings.len(), 1, "{many}");
             assert!(spec.warnings[0].contains("more than one series"), "{many}");
+        }
+    }
+
+    #[test]
+    fn queries_past_the_limits_are_refused_whatever_the_strategy() {
+        let n = 1500;
+        let forms = [
+            format!("{}x{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "sum(".repeat(n / 2), ")".repeat(n / 2)),
+            format!("{}x", "-".repeat(n)),
+            format!("sum(x{})", "+x".repeat(n)),
+            format!("x{}", "[1m:]".repeat(n / 3)),
+        ];
+        for strategy in ["custom", "queue"] {
+            for q in &forms {
+                assert!(q.len() <= query_limits::MAX_BYTES, "{}", q.len());
+                let e = parse_err(&[("strategy", strategy), ("query", q)]);
+                assert_eq!(e.key, "scaling.io/query");
+                assert!(e.problem.contains("levels deep; at most 100"), "{e}");
+                assert!(e.to_string().len() < 400, "{e}");
+            }
+            let long = format!("sum(x{})", " ".repeat(query_limits::MAX_BYTES));
+            let e = parse_err(&[("strategy", strategy), ("query", &long)]);
+            assert!(e.problem.contains("at most 4096 bytes"), "{e}");
+        }
+        // Just inside the limits, every form parses.
+        let m = query_limits::MAX_DEPTH;
+        for q in [
+            format!("{}x{}", "(".repeat(m), ")".repeat(m)),
+            format!("{}x", "-".repeat(m)),
+            format!("x{}", "+x".repeat(m)),
+        ] {
+            parse_ok(&[("strategy", "custom"), ("query", &q)]);
         }
     }
 
