@@ -539,14 +539,12 @@ pub fn check_url(value: &str) -> Result<(), String> {
             None => (authority, None),
         }
     };
-    let v6 = authority.starts_with('[');
-    let host_ok = !host.is_empty()
-        && host.len() <= crate::core::names::SUBDOMAIN_MAX
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || (v6 && c == ':'));
-    if !host_ok {
-        return fail("the host is not valid");
+    if authority.starts_with('[') {
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return fail("the host in [...] is not an IPv6 address");
+        }
+    } else if let Err(why) = check_host(host) {
+        return fail(&why);
     }
     if let Some(p) = port {
         let n = p
@@ -571,11 +569,39 @@ pub fn check_url(value: &str) -> Result<(), String> {
                 "the path may only be a prefix such as /prometheus (letters, digits, '-', '.', '_', '~'; no empty segment or trailing '/'), because KEDA appends /api/v1/query to it",
             );
         }
-        if path.contains("/api/v1") {
+        // `/api/v1x` is a prefix of its own; only the API path itself is a mistake.
+        if path.ends_with("/api/v1") || path.contains("/api/v1/") {
             return fail(
                 "give the base address without /api/v1: KEDA appends /api/v1/query itself",
             );
         }
+    }
+    Ok(())
+}
+
+/// A host outside brackets: an IPv4 dotted quad when it is all digits and dots, else a DNS
+/// name (labels of 1-63 letters, digits and '-', not starting or ending with '-').
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host is missing".into());
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match host.parse::<std::net::Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err("the host is not an IPv4 address (four numbers from 0 to 255, without leading zeros)".into()),
+        };
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() > crate::core::names::SUBDOMAIN_MAX || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "the host is not a DNS name (at most {} characters; dot-separated labels of 1 to 63 letters, digits and '-', none starting or ending with '-', none empty)",
+            crate::core::names::SUBDOMAIN_MAX
+        ));
     }
     Ok(())
 }
@@ -930,6 +956,18 @@ mod tests {
             "http://mimir.monitoring/prometheus",
             "http://a:1",
             "http://a:65535",
+            "http://a",
+            "http://a-b.c-d.e",
+            "http://1a.example",
+            "http://Prometheus.Example",
+            "http://255.255.255.255",
+            "http://0.0.0.0:9090",
+            "http://[2001:db8::1]",
+            "http://[::ffff:10.0.0.1]:9090",
+            "http://p:9090/api/v1x",
+            "http://p:9090/api/v10/prometheus",
+            "http://p:9090/x/api",
+            "http://p/prometheus/api/v2",
         ] {
             assert_eq!(check_url(ok), Ok(()), "{ok}");
         }
@@ -953,6 +991,32 @@ mod tests {
             ("http://", "host"),
             ("http:///x", "host"),
             ("http://p_q:9090", "host"),
+            ("http://-a-", "DNS name"),
+            ("http://-a", "DNS name"),
+            ("http://a-", "DNS name"),
+            ("http://a..b", "DNS name"),
+            ("http://.a", "DNS name"),
+            ("http://a.", "DNS name"),
+            ("http://a.-b.c:9090", "DNS name"),
+            (format!("http://{}.b", "a".repeat(64)).as_str(), "DNS name"),
+            (
+                format!("http://{}", vec!["a".repeat(63); 4].join(".")).as_str(),
+                "DNS name",
+            ),
+            ("http://[zzzz]", "IPv6"),
+            ("http://[1.2.3.4]", "IPv6"),
+            ("http://[::1", "host"),
+            ("http://[]:9090", "IPv6"),
+            ("http://[:::1]", "IPv6"),
+            ("http://[::1]x", "host"),
+            ("http://1.2.3", "IPv4"),
+            ("http://1.2.3.4.5", "IPv4"),
+            ("http://256.0.0.1", "IPv4"),
+            ("http://01.2.3.4", "IPv4"),
+            ("http://1.2.3.4.", "IPv4"),
+            ("http://:9090", "host"),
+            ("http://p:9090/x/api/v1", "/api/v1"),
+            ("http://p:9090/api/v1/", "/api/v1"),
         ] {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
