@@ -137,6 +137,12 @@ pub const MAX_INT32: u32 = i32::MAX as u32;
 /// decimals, so anything smaller becomes 0, and the HPA refuses a target of 0.
 pub const MIN_TARGET: f64 = 0.001;
 
+/// The shortest rate window: rate() and irate() need two samples inside it, so it must span
+/// two scrape intervals. 10 s holds two scrapes at 5 s, the shortest interval in common use
+/// (Prometheus' default is 1 m, kube-prometheus-stack's 30 s); the e2e tests scrape every 2 s
+/// and use 30 s windows.
+pub const MIN_WINDOW_MS: u64 = 10_000;
+
 /// The largest target: the HPA computes in int64 milli-units (at most about 9.2e15 whole
 /// units); this round bound stays below that and is exact as a float.
 pub const MAX_TARGET: f64 = 9e15;
@@ -211,10 +217,11 @@ pub fn parse(
             }
             keys::WINDOW => {
                 let ms = prometheus_duration(value).map_err(&bad)?;
-                if ms == 0 {
+                if ms < MIN_WINDOW_MS {
                     return Err(bad(format!(
-                        "'{}' is an empty window; use a duration above 0, for example 1m",
-                        clip(value)
+                        "'{}' is shorter than {min}s: rate() needs two scrapes inside the window, and scrape intervals in use are 5s or longer; use at least {min}s, better 4x the scrape interval (the default is 1m)",
+                        clip(value),
+                        min = MIN_WINDOW_MS / 1000
                     )));
                 }
                 spec.window = Some(value.to_string());
@@ -892,10 +899,15 @@ mod tests {
     }
 
     #[test]
-    fn a_window_must_be_longer_than_zero() {
-        for zero in ["0", "0s", "0m0s"] {
-            let e = parse_err(&[("strategy", "queue"), ("window", zero)]);
-            assert!(e.problem.contains("above 0"), "{e}");
+    fn a_window_must_hold_two_scrapes() {
+        for short in ["0", "0s", "0m0s", "1ms", "999ms", "9s", "9s999ms"] {
+            let e = parse_err(&[("strategy", "queue"), ("window", short)]);
+            assert!(e.problem.contains("shorter than 10s"), "{e}");
+            assert!(e.problem.contains("two scrapes"), "{e}");
+        }
+        for ok in ["10s", "10s1ms", "30s", "1m"] {
+            let spec = parse_ok(&[("strategy", "queue"), ("window", ok)]);
+            assert_eq!(spec.window.as_deref(), Some(ok));
         }
         let e = parse_err(&[("strategy", "queue"), ("window", "1m1h")]);
         assert!(e.problem.contains("largest to smallest"), "{e}");
