@@ -3,13 +3,15 @@
 //!
 //! Imports inside the core run one way: `text` <- `names` <- `strategy` <- `spec`,
 //! `settings` <- `isvc` <- `plan`; `query_scope` (on `text`) <- `plan`; `resources` and `patch`
-//! are leaf data types.
+//! are leaf data types, and `query_limits` (the bounds `spec` checks before a query reaches
+//! the PromQL parser) imports nothing.
 
 pub mod alerts;
 pub mod isvc;
 pub mod names;
 pub mod patch;
 pub mod plan;
+pub mod query_limits;
 pub mod query_scope;
 pub mod resources;
 pub mod settings;

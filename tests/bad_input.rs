@@ -2,6 +2,7 @@
 //! or a closed connection, and the server answers a good review afterwards.
 
 mod admission_review;
+mod hostile_query;
 mod webhook;
 
 use std::sync::Arc;
@@ -444,4 +445,115 @@ async fn large_bodies_wait_for_room_and_are_shed_while_small_ones_pass() {
     }
     assert!(answered > 0, "every large review was shed");
     still_serves(&server, "concurrent large reviews").await;
+}
+
+/// `serve` as its own process (a stack overflow aborts a process, so the harness must not be
+/// the one serving), killed when dropped.
+struct ServeChild {
+    child: std::process::Child,
+    port: String,
+    ca: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeChild {
+    fn start() -> ServeChild {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kserve-keda-webhook"))
+            .args(["serve", "--self-signed", "--no-controller"])
+            .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--self-signed-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("serve starts listening");
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening for admission reviews over TLS"
+            {
+                break v["addr"].as_str().unwrap().to_string();
+            }
+        };
+        let port = addr.rsplit(':').next().unwrap().to_string();
+        let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+        ServeChild {
+            child,
+            port,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    async fn post(&self, body: &Value) -> Result<(u16, Value), reqwest::Error> {
+        let resp = webhook::client_trusting(&self.ca)
+            .post(format!("https://localhost:{}/mutate", self.port))
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await?))
+    }
+
+    /// Fails the test when the process has exited (crashed).
+    fn assert_running(&mut self, after: &str) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("serve exited after {after}: {status:?}");
+        }
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every nesting form of `scaling.io/query`, with the `custom` strategy and with a built-in
+/// one (the query is checked for any strategy), is denied with the limit named, and the
+/// process keeps serving.
+#[tokio::test]
+async fn deeply_nested_queries_are_denied_and_serve_stays_up() {
+    let mut serve = ServeChild::start();
+    for (form, query, needle) in hostile_query::forms() {
+        for strategy in ["custom", "queue"] {
+            let object = isvc(
+                "qwen",
+                Some(json!({
+                    "scaling.io/strategy": strategy,
+                    "scaling.io/target": "3",
+                    "scaling.io/query": query,
+                })),
+            );
+            let answer = serve.post(&review("CREATE", &object, None, false)).await;
+            serve.assert_running(form);
+            let (status, v) = answer.unwrap_or_else(|e| panic!("{form}: {e:?}"));
+            assert_eq!(status, 200, "{form}: {v}");
+            assert_eq!(v["response"]["allowed"], false, "{form}: {v}");
+            let msg = v["response"]["status"]["message"].as_str().unwrap();
+            assert!(msg.contains("scaling.io/query"), "{form}: {msg}");
+            assert!(msg.contains(needle), "{form}: {msg}");
+            assert!(msg.len() < 1024, "{form}: {} bytes", msg.len());
+        }
+    }
+    let good = isvc("qwen", Some(json!({"scaling.io/strategy": "queue"})));
+    let (status, v) = serve
+        .post(&review("CREATE", &good, None, false))
+        .await
+        .unwrap();
+    assert_eq!((status, &v["response"]["allowed"]), (200, &json!(true)));
+    serve.assert_running("a good review");
 }

@@ -1,6 +1,7 @@
 //! `render` as a user runs it: the real binary, its stdout, stderr and exit code.
 
 mod cli;
+mod hostile_query;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -421,4 +422,34 @@ fn negative_zero_activation_renders_as_zero() {
         so["spec"]["triggers"][0]["metadata"]["activationThreshold"],
         "0"
     );
+}
+
+/// Each nesting form of `scaling.io/query` is refused with the limit named: exit 1, not a
+/// crash, for a `custom` and a built-in strategy alike.
+#[test]
+fn deeply_nested_queries_are_refused_with_the_limit_named() {
+    for (form, query, needle) in hostile_query::forms() {
+        for strategy in ["custom", "queue"] {
+            // JSON is YAML, and it keeps the query's characters out of YAML's syntax.
+            let isvc = serde_json::json!({
+                "apiVersion": "serving.kserve.io/v1beta1",
+                "kind": "InferenceService",
+                "metadata": {"name": "m", "annotations": {
+                    "scaling.io/strategy": strategy,
+                    "scaling.io/target": "3",
+                    "scaling.io/query": query,
+                }},
+                "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}}}},
+            });
+            let out = render_stdin(&isvc.to_string(), &[]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{form}/{strategy}: {err}");
+            assert!(out.stdout.is_empty(), "{form}/{strategy}");
+            assert!(
+                err.contains("scaling.io/query") && err.contains(needle),
+                "{form}/{strategy}: {err}"
+            );
+            assert!(err.len() < 1024, "{form}/{strategy}: {} bytes", err.len());
+        }
+    }
 }

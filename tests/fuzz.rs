@@ -13,6 +13,7 @@ use kserve_keda_webhook::admission;
 use kserve_keda_webhook::core::isvc::Isvc;
 use kserve_keda_webhook::core::names::SCALED_OBJECT_MAX;
 use kserve_keda_webhook::core::plan::{self, Input};
+use kserve_keda_webhook::core::query_limits;
 use kserve_keda_webhook::core::settings::Settings;
 use kserve_keda_webhook::core::spec::{self, keys};
 use kserve_keda_webhook::core::text;
@@ -94,7 +95,91 @@ fn value() -> impl Strategy<Value = String> {
         1 => "[0-9.e+-]{0,12}",
         1 => ".{0,40}",
         1 => ".{60,300}",
+        1 => hostile_query(),
     ]
+}
+
+/// One way PromQL text nests: around the expression, in front of it or after it.
+#[derive(Clone, Debug)]
+enum Wrap {
+    Around(&'static str, &'static str),
+    Before(&'static str),
+    After(&'static str),
+}
+
+/// PromQL text that nests in any mix of the grammar's forms, from shallow to thousands of
+/// levels, some of it inside strings and comments, some of it unbalanced or too long.
+fn hostile_query() -> impl Strategy<Value = String> {
+    let wrap = prop::sample::select(vec![
+        Wrap::Around("(", ")"),
+        Wrap::Around("sum(", ")"),
+        Wrap::Around("sum by (pod) (", ")"),
+        Wrap::Around("abs(", ")"),
+        Wrap::Around("clamp_min(", ", 1)"),
+        Wrap::Around("rate(", "[1m])"),
+        Wrap::Around("max_over_time(", "[5m:])"),
+        Wrap::Before("-"),
+        Wrap::Before("+"),
+        Wrap::Before("x + "),
+        Wrap::Before("1 * "),
+        Wrap::Before("x or "),
+        Wrap::After(" + x"),
+        Wrap::After(" ^ 2"),
+        Wrap::After(" == bool 1"),
+        Wrap::After(" unless on (pod) y"),
+        Wrap::After("[1m:]"),
+        Wrap::After(" offset 1m"),
+        Wrap::After("{a=\"((((\"}"),
+        Wrap::After(" # ((((\n"),
+        Wrap::Before("\"(((\" + "),
+        Wrap::After("["),
+        Wrap::After("{"),
+        Wrap::Before(")"),
+    ]);
+    (
+        prop::sample::select(vec!["x", "1", "up{job=\"a\"}", "rate(x[1m])", "\"s\""]),
+        prop::collection::vec(wrap, 1..8),
+        prop_oneof![0usize..=4, 0usize..=60, 50usize..=3000],
+    )
+        .prop_map(|(leaf, cycle, times)| {
+            let mut q = leaf.to_string();
+            for w in cycle.iter().cycle().take(cycle.len() * times) {
+                match w {
+                    Wrap::Around(a, b) => q = format!("{a}{q}{b}"),
+                    Wrap::Before(a) => q = format!("{a}{q}"),
+                    Wrap::After(b) => q.push_str(b),
+                }
+                if q.len() > 6000 {
+                    break;
+                }
+            }
+            q
+        })
+}
+
+/// The depth of a parsed tree, walked with a stack of its own.
+fn tree_depth(e: &promql_parser::parser::Expr) -> usize {
+    use promql_parser::parser::Expr;
+    let mut deepest = 0;
+    let mut todo = vec![(e, 0usize)];
+    while let Some((e, d)) = todo.pop() {
+        deepest = deepest.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                todo.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    todo.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => todo.push((&u.expr, d + 1)),
+            Expr::Binary(b) => todo.extend([(b.lhs.as_ref(), d + 1), (b.rhs.as_ref(), d + 1)]),
+            Expr::Paren(p) => todo.push((&p.expr, d + 1)),
+            Expr::Subquery(s) => todo.push((&s.expr, d + 1)),
+            Expr::Call(c) => todo.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn scaling_annotations() -> impl Strategy<Value = BTreeMap<String, String>> {
@@ -460,6 +545,61 @@ proptest! {
             "d",
         );
         prop_assert_eq!(text, tree);
+    }
+
+    /// The guard before the parser: past the limits a query is refused with the limit named
+    /// (and the parser never runs); within them the parser's tree is never deeper than the
+    /// guard counted, whatever the strategy.
+    #[test]
+    fn nested_queries_are_refused_past_the_limits_and_parse_shallow_within(
+        query in hostile_query(),
+        strategy in prop::sample::select(vec!["custom", "queue"]),
+    ) {
+        let annotations = BTreeMap::from([
+            ("scaling.io/strategy".to_string(), strategy.to_string()),
+            ("scaling.io/query".to_string(), query.clone()),
+        ]);
+        let depth = query_limits::depth(&query);
+        let result = spec::parse(&annotations, "scaling.io");
+        if query.len() > query_limits::MAX_BYTES {
+            let e = result.unwrap_err();
+            prop_assert!(e.problem.contains("at most 4096 bytes"), "{e}");
+        } else if depth > query_limits::MAX_DEPTH {
+            let e = result.unwrap_err();
+            prop_assert_eq!(&e.key, "scaling.io/query");
+            prop_assert!(e.problem.contains("levels deep; at most 100 levels"), "{e}");
+        } else {
+            match promql_parser::parser::parse(&query) {
+                Ok(tree) => {
+                    prop_assert!(tree_depth(&tree) <= depth, "{} > {depth}: {query}", tree_depth(&tree));
+                    prop_assert!(result.is_ok(), "{result:?}");
+                }
+                Err(_) => {
+                    let e = result.unwrap_err();
+                    prop_assert!(e.problem.contains("is not valid PromQL"), "{e}");
+                }
+            }
+        }
+    }
+
+    /// The same queries inside whole AdmissionReview bodies: always an answer, a denial
+    /// naming the limit past it.
+    #[test]
+    fn reviews_with_nested_queries_are_answered(query in hostile_query()) {
+        let review = valid_review(json!({
+            "scaling.io/strategy": "custom",
+            "scaling.io/target": "3",
+            "scaling.io/query": query,
+        }));
+        let body = serde_json::to_vec(&review).unwrap();
+        check_review_answer(&body);
+        if query.len() > query_limits::MAX_BYTES || query_limits::depth(&query) > query_limits::MAX_DEPTH {
+            let (out, outcome, _) = admission::review(&body, &Scaling::from(Settings::default())).unwrap();
+            prop_assert_eq!(outcome, admission::Outcome::Denied);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            let msg = v["response"]["status"]["message"].as_str().unwrap_or_default();
+            prop_assert!(msg.contains("scaling.io/query") && msg.contains("at most"), "{msg}");
+        }
     }
 
     #[test]

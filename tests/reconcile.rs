@@ -5,6 +5,7 @@
 
 mod admission_review;
 mod fake_api;
+mod hostile_query;
 mod wait;
 
 use std::sync::Arc;
@@ -1873,4 +1874,80 @@ async fn the_fake_lists_in_pages_and_a_watch_that_falls_behind_catches_up() {
         .await
         .unwrap();
     assert_eq!(seen, (0..edits as i64).collect::<Vec<_>>());
+}
+
+/// Stored InferenceServices the webhook would have refused (every nesting form of the
+/// query), beside good ones: each poisoned one gets one Warning naming the limit and nothing
+/// generated, and the good ones, including one created after them, are configured. Run in a
+/// child process by the test below, because a stack overflow aborts the whole test binary.
+#[tokio::test]
+#[ignore = "run in its own process by poisoned_isvcs_are_skipped_with_a_warning"]
+async fn poisoned_isvcs_child() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, stored_isvc("before", json!({})));
+    let forms = hostile_query::forms();
+    for (i, (_, query, _)) in forms.iter().enumerate() {
+        api.create(
+            ISVC,
+            NS,
+            stored_isvc(
+                &format!("poison-{i}"),
+                json!({
+                    "scaling.io/strategy": if i % 2 == 0 { "custom" } else { "queue" },
+                    "scaling.io/target": "3",
+                    "scaling.io/query": query,
+                }),
+            ),
+        );
+    }
+    converged_on(&api, "before").await;
+    for (i, (form, _, needle)) in forms.iter().enumerate() {
+        let name = format!("poison-{i}");
+        eventually(&format!("a Warning on the {form} poison"), || {
+            !events(&api, &name, "InvalidScalingRequest").is_empty()
+        })
+        .await;
+        let ev = &events(&api, &name, "InvalidScalingRequest")[0];
+        assert_eq!(str_at(ev, "/type"), "Warning", "{ev}");
+        let note = str_at(ev, "/note");
+        assert!(
+            note.contains("scaling.io/query") && note.contains(needle),
+            "{form}: {note}"
+        );
+    }
+    api.create(ISVC, NS, stored_isvc("after", json!({})));
+    converged_on(&api, "after").await;
+    assert_eq!(
+        names(&api, SCALED_OBJECT),
+        ["after-predictor", "before-predictor"]
+    );
+    // A request only the user can fix is not retried: one Warning each, however long.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..forms.len() {
+        assert_eq!(
+            events(&api, &format!("poison-{i}"), "InvalidScalingRequest").len(),
+            1
+        );
+    }
+}
+
+#[test]
+fn poisoned_isvcs_are_skipped_with_a_warning() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "poisoned_isvcs_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the controller child failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

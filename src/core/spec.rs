@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::query_limits;
 use crate::core::strategy::{MetricType, Runtime, Strategy};
 use crate::core::text::{clip, clip_to};
 
@@ -136,6 +137,12 @@ pub const MAX_INT32: u32 = i32::MAX as u32;
 /// decimals, so anything smaller becomes 0, and the HPA refuses a target of 0.
 pub const MIN_TARGET: f64 = 0.001;
 
+/// The shortest rate window: rate() and irate() need two samples inside it, so it must span
+/// two scrape intervals. 10 s holds two scrapes at 5 s, the shortest interval in common use
+/// (Prometheus' default is 1 m, kube-prometheus-stack's 30 s); the e2e tests scrape every 2 s
+/// and use 30 s windows.
+pub const MIN_WINDOW_MS: u64 = 10_000;
+
 /// The largest target: the HPA computes in int64 milli-units (at most about 9.2e15 whole
 /// units); this round bound stays below that and is exact as a float.
 pub const MAX_TARGET: f64 = 9e15;
@@ -210,10 +217,11 @@ pub fn parse(
             }
             keys::WINDOW => {
                 let ms = prometheus_duration(value).map_err(&bad)?;
-                if ms == 0 {
+                if ms < MIN_WINDOW_MS {
                     return Err(bad(format!(
-                        "'{}' is an empty window; use a duration above 0, for example 1m",
-                        clip(value)
+                        "'{}' is shorter than {min}s: rate() needs two scrapes inside the window, and scrape intervals in use are 5s or longer; use at least {min}s, better 4x the scrape interval (the default is 1m)",
+                        clip(value),
+                        min = MIN_WINDOW_MS / 1000
                     )));
                 }
                 spec.window = Some(value.to_string());
@@ -237,6 +245,9 @@ pub fn parse(
                         "is empty; give a PromQL query that returns one series".into()
                     ));
                 }
+                // Before the parser: a query past these limits could abort the process
+                // (query_limits says why), whatever the strategy.
+                query_limits::check(value).map_err(&bad)?;
                 let parsed = promql_parser::parser::parse(value)
                     .map_err(|e| bad(format!("is not valid PromQL: {}", clip_to(e.trim(), 160))))?;
                 if spec.strategies.contains(&Strategy::Custom) && !single_series(&parsed) {
@@ -535,14 +546,12 @@ pub fn check_url(value: &str) -> Result<(), String> {
             None => (authority, None),
         }
     };
-    let v6 = authority.starts_with('[');
-    let host_ok = !host.is_empty()
-        && host.len() <= crate::core::names::SUBDOMAIN_MAX
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || (v6 && c == ':'));
-    if !host_ok {
-        return fail("the host is not valid");
+    if authority.starts_with('[') {
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return fail("the host in [...] is not an IPv6 address");
+        }
+    } else if let Err(why) = check_host(host) {
+        return fail(&why);
     }
     if let Some(p) = port {
         let n = p
@@ -567,11 +576,39 @@ pub fn check_url(value: &str) -> Result<(), String> {
                 "the path may only be a prefix such as /prometheus (letters, digits, '-', '.', '_', '~'; no empty segment or trailing '/'), because KEDA appends /api/v1/query to it",
             );
         }
-        if path.contains("/api/v1") {
+        // `/api/v1x` is a prefix of its own; only the API path itself is a mistake.
+        if path.ends_with("/api/v1") || path.contains("/api/v1/") {
             return fail(
                 "give the base address without /api/v1: KEDA appends /api/v1/query itself",
             );
         }
+    }
+    Ok(())
+}
+
+/// A host outside brackets: an IPv4 dotted quad when it is all digits and dots, else a DNS
+/// name (labels of 1-63 letters, digits and '-', not starting or ending with '-').
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host is missing".into());
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match host.parse::<std::net::Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err("the host is not an IPv4 address (four numbers from 0 to 255, without leading zeros)".into()),
+        };
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() > crate::core::names::SUBDOMAIN_MAX || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "the host is not a DNS name (at most {} characters; dot-separated labels of 1 to 63 letters, digits and '-', none starting or ending with '-', none empty)",
+            crate::core::names::SUBDOMAIN_MAX
+        ));
     }
     Ok(())
 }
@@ -862,10 +899,15 @@ mod tests {
     }
 
     #[test]
-    fn a_window_must_be_longer_than_zero() {
-        for zero in ["0", "0s", "0m0s"] {
-            let e = parse_err(&[("strategy", "queue"), ("window", zero)]);
-            assert!(e.problem.contains("above 0"), "{e}");
+    fn a_window_must_hold_two_scrapes() {
+        for short in ["0", "0s", "0m0s", "1ms", "999ms", "9s", "9s999ms"] {
+            let e = parse_err(&[("strategy", "queue"), ("window", short)]);
+            assert!(e.problem.contains("shorter than 10s"), "{e}");
+            assert!(e.problem.contains("two scrapes"), "{e}");
+        }
+        for ok in ["10s", "10s1ms", "30s", "1m"] {
+            let spec = parse_ok(&[("strategy", "queue"), ("window", ok)]);
+            assert_eq!(spec.window.as_deref(), Some(ok));
         }
         let e = parse_err(&[("strategy", "queue"), ("window", "1m1h")]);
         assert!(e.problem.contains("largest to smallest"), "{e}");
@@ -926,6 +968,18 @@ mod tests {
             "http://mimir.monitoring/prometheus",
             "http://a:1",
             "http://a:65535",
+            "http://a",
+            "http://a-b.c-d.e",
+            "http://1a.example",
+            "http://Prometheus.Example",
+            "http://255.255.255.255",
+            "http://0.0.0.0:9090",
+            "http://[2001:db8::1]",
+            "http://[::ffff:10.0.0.1]:9090",
+            "http://p:9090/api/v1x",
+            "http://p:9090/api/v10/prometheus",
+            "http://p:9090/x/api",
+            "http://p/prometheus/api/v2",
         ] {
             assert_eq!(check_url(ok), Ok(()), "{ok}");
         }
@@ -949,6 +1003,32 @@ mod tests {
             ("http://", "host"),
             ("http:///x", "host"),
             ("http://p_q:9090", "host"),
+            ("http://-a-", "DNS name"),
+            ("http://-a", "DNS name"),
+            ("http://a-", "DNS name"),
+            ("http://a..b", "DNS name"),
+            ("http://.a", "DNS name"),
+            ("http://a.", "DNS name"),
+            ("http://a.-b.c:9090", "DNS name"),
+            (format!("http://{}.b", "a".repeat(64)).as_str(), "DNS name"),
+            (
+                format!("http://{}", vec!["a".repeat(63); 4].join(".")).as_str(),
+                "DNS name",
+            ),
+            ("http://[zzzz]", "IPv6"),
+            ("http://[1.2.3.4]", "IPv6"),
+            ("http://[::1", "host"),
+            ("http://[]:9090", "IPv6"),
+            ("http://[:::1]", "IPv6"),
+            ("http://[::1]x", "host"),
+            ("http://1.2.3", "IPv4"),
+            ("http://1.2.3.4.5", "IPv4"),
+            ("http://256.0.0.1", "IPv4"),
+            ("http://01.2.3.4", "IPv4"),
+            ("http://1.2.3.4.", "IPv4"),
+            ("http://:9090", "host"),
+            ("http://p:9090/x/api/v1", "/api/v1"),
+            ("http://p:9090/api/v1/", "/api/v1"),
         ] {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
@@ -1001,6 +1081,39 @@ mod tests {
             let spec = parse_ok(&[("strategy", "custom"), ("query", many)]);
             assert_eq!(spec.warnings.len(), 1, "{many}");
             assert!(spec.warnings[0].contains("more than one series"), "{many}");
+        }
+    }
+
+    #[test]
+    fn queries_past_the_limits_are_refused_whatever_the_strategy() {
+        let n = 1500;
+        let forms = [
+            format!("{}x{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "sum(".repeat(n / 2), ")".repeat(n / 2)),
+            format!("{}x", "-".repeat(n)),
+            format!("sum(x{})", "+x".repeat(n)),
+            format!("x{}", "[1m:]".repeat(n / 3)),
+        ];
+        for strategy in ["custom", "queue"] {
+            for q in &forms {
+                assert!(q.len() <= query_limits::MAX_BYTES, "{}", q.len());
+                let e = parse_err(&[("strategy", strategy), ("query", q)]);
+                assert_eq!(e.key, "scaling.io/query");
+                assert!(e.problem.contains("levels deep; at most 100"), "{e}");
+                assert!(e.to_string().len() < 400, "{e}");
+            }
+            let long = format!("sum(x{})", " ".repeat(query_limits::MAX_BYTES));
+            let e = parse_err(&[("strategy", strategy), ("query", &long)]);
+            assert!(e.problem.contains("at most 4096 bytes"), "{e}");
+        }
+        // Just inside the limits, every form parses.
+        let m = query_limits::MAX_DEPTH;
+        for q in [
+            format!("{}x{}", "(".repeat(m), ")".repeat(m)),
+            format!("{}x", "-".repeat(m)),
+            format!("x{}", "+x".repeat(m)),
+        ] {
+            parse_ok(&[("strategy", "custom"), ("query", &q)]);
         }
     }
 
