@@ -35,6 +35,11 @@ RENDER_FLAGS = ["--raw-mode", "Standard", "--monitor-label", "release=prometheus
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "exclusive: restarts, upgrades or reconfigures the product (or its RBAC); scripts/e2e "
+        "runs these one at a time after the others",
+    )
     if not product.ADMIN.exists():
         raise pytest.UsageError(
             f"no control plane at {product.STATE}: run the tests with `scripts/e2e test`"

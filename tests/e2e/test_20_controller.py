@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import product
+import pytest
 from conftest import (
     apply,
     get,
@@ -76,6 +77,7 @@ def test_chart_rbac_is_exactly_what_the_controller_needs() -> None:
     assert not can("get", "secrets", "-n", "default")
 
 
+@pytest.mark.exclusive
 def test_a_missing_verb_fails_the_reconcile(ns: str) -> None:
     """Take `create` on ScaledObjects away from the chart's ClusterRole: the controller, running
     with the ServiceAccount's token, can no longer apply and says so; the upgrade restores it."""

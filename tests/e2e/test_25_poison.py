@@ -16,6 +16,9 @@ import product
 import pytest
 from conftest import events, get, isvc, kubectl, must_get, wait
 
+# Restarts or reconfigures the product: run alone (scripts/e2e).
+pytestmark = pytest.mark.exclusive
+
 DEEP = "levels deep; at most 100 levels are allowed"
 LONG = "at most 4096 bytes"
 # Form -> (query, what the Warning must say). The first ones are under the size limit and nest

@@ -4,7 +4,11 @@ controller once it runs."""
 from __future__ import annotations
 
 import product
+import pytest
 from conftest import apply, get, isvc, kubectl, must_get, wait
+
+# Restarts or reconfigures the product: run alone (scripts/e2e).
+pytestmark = pytest.mark.exclusive
 
 
 def test_object_created_before_install_is_backfilled(ns: str) -> None:

@@ -13,6 +13,9 @@ import pytest
 import product
 from conftest import apply, get, isvc, kubectl, must_get, reasons, wait
 
+# Restarts or reconfigures the product: run alone (scripts/e2e).
+pytestmark = pytest.mark.exclusive
+
 SUFFIX = uuid.uuid4().hex[:6]
 DENY, WARN, AUDIT = f"pol-deny-{SUFFIX}", f"pol-warn-{SUFFIX}", f"pol-audit-{SUFFIX}"
 EXEMPT = "policy.scaling.io/exempt"

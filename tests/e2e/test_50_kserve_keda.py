@@ -103,6 +103,25 @@ def test_name_cut_to_kedas_limit_works_through_keda(ns: str) -> None:
     assert len(so_name) <= 54 and len(f"keda-hpa-{so_name}") <= 63
 
 
+@pytest.mark.parametrize("predictor_name", [None, "main"])
+def test_the_longest_admitted_name_gets_its_deployment_from_kserve(ns: str, predictor_name: str | None) -> None:
+    """KServe labels the predictor `app: isvc.<deployment>`, at most 63 characters: the longest
+    name the webhook admits still gets its Deployment, and one character more is refused."""
+    suffix = f"-{predictor_name}-predictor" if predictor_name else "-predictor"
+    longest = 63 - len("isvc.") - len(suffix)
+    name = "m" * longest
+    deploy = f"{name}{suffix}"
+    assert len(f"isvc.{deploy}") == 63
+    check_predictor(ns, name, predictor_name)
+    assert must_get("deployment", deploy, ns)["spec"]["selector"]["matchLabels"]["app"] == f"isvc.{deploy}"
+
+    too_long = isvc("m" * (longest + 1), ns, predictor_name=predictor_name)
+    res = apply(too_long, check=False)
+    assert res.returncode != 0, res.stdout
+    assert "isvc." in res.stderr and "63" in res.stderr, res.stderr
+    assert get("inferenceservice", "m" * (longest + 1), ns) is None
+
+
 def test_keda_webhook_is_on_the_path(ns: str) -> None:
     """KEDA's own webhook refuses a second ScaledObject on our Deployment, so the acceptance
     above really went through it."""

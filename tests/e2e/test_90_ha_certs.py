@@ -14,6 +14,9 @@ import pytest
 import product
 from conftest import apply, get, isvc, kubectl, must_get, wait
 
+# Restarts or reconfigures the product: run alone (scripts/e2e).
+pytestmark = pytest.mark.exclusive
+
 LEASE = "kserve-keda-webhook"
 LEASE_SECONDS = 15
 
