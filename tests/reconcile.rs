@@ -610,6 +610,55 @@ async fn kedas_not_ready_verdict_reaches_the_isvc_once_while_keda_flaps() {
     );
 }
 
+fn set_fallback(api: &FakeApi, so: &str, on: bool, failures: u64) {
+    api.edit(SCALED_OBJECT, NS, so, |o| {
+        let (state, reason) = if on {
+            ("True", "FallbackExists")
+        } else {
+            ("False", "NoFallbackFound")
+        };
+        o["status"] = json!({
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"},
+                {"type": "Fallback", "status": state, "reason": reason},
+            ],
+            "health": {"s0-prometheus": {
+                "numberOfFailures": failures,
+                "status": if on { "Failing" } else { "Happy" },
+            }},
+        });
+    });
+}
+
+#[tokio::test]
+async fn a_scaled_object_on_its_fallback_is_reported_once_however_often_keda_counts() {
+    let api = FakeApi::new();
+    let _replica = start(&api, "a");
+    api.create(ISVC, NS, stored_isvc("m", json!({})));
+    converged_on(&api, "m").await;
+    set_fallback(&api, "m-predictor", false, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(events(&api, "m", "ScalingOnFallback").is_empty());
+
+    // KEDA raises the failure count at every poll while the signal stays lost.
+    for failures in 4..8 {
+        set_fallback(&api, "m-predictor", true, failures);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eventually("the fallback on the InferenceService", || {
+        !events(&api, "m", "ScalingOnFallback").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let warned = events(&api, "m", "ScalingOnFallback");
+    assert_eq!(occurrences(&warned), 1);
+    assert_eq!(str_at(&warned[0], "/type"), "Warning");
+    let note = str_at(&warned[0], "/note");
+    assert!(note.contains("trigger s0-prometheus failed"), "{note}");
+    // Holding replicas is no readiness problem.
+    assert!(events(&api, "m", "ScaledObjectNotReady").is_empty());
+}
+
 fn occurrences(events: &[Value]) -> u64 {
     events
         .iter()

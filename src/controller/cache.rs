@@ -90,6 +90,17 @@ pub fn trim_deployment(d: &mut PartialObjectMeta<Deployment>) {
 pub fn trim_owned(obj: &mut DynamicObject) {
     let digest = digest_of(obj);
     let conditions = obj.data.pointer("/status/conditions").cloned();
+    // Only which triggers fail, not KEDA's failure counts: those change at every poll and
+    // would wake the reconciler for nothing.
+    let failing: Vec<Value> = obj
+        .data
+        .pointer("/status/health")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, h)| h.get("status").and_then(Value::as_str) == Some("Failing"))
+        .map(|(metric, _)| Value::String(metric.clone()))
+        .collect();
     let m = &mut obj.metadata;
     let labels = m.labels.take().map(|l| {
         l.into_iter()
@@ -109,10 +120,12 @@ pub fn trim_owned(obj: &mut DynamicObject) {
         owner_references: owner.map(|o| vec![o]),
         ..ObjectMeta::default()
     };
-    // `[digest, conditions]`: an array, not a map, for the same reason as in `trim_isvc`.
+    // `[digest, conditions, failing triggers]`: an array, not a map, for the same reason as
+    // in `trim_isvc`.
     obj.data = Value::Array(vec![
         Value::String(digest.to_string()),
         conditions.unwrap_or(Value::Null),
+        Value::Array(failing),
     ]);
 }
 
@@ -149,10 +162,23 @@ pub fn cached_digest(obj: &DynamicObject) -> Option<u64> {
     obj.data.get(0)?.as_str()?.parse().ok()
 }
 
-/// The `status` (KEDA's conditions only) a cached generated object carries.
+/// The `status` a cached generated object carries: KEDA's conditions, and `health` with the
+/// triggers that fail (their failure counts are not kept).
 pub fn cached_status(obj: &DynamicObject) -> Option<Value> {
     let c = obj.data.get(1).filter(|c| !c.is_null())?;
-    Some(json!({ "conditions": c }))
+    let health: serde_json::Map<String, Value> = obj
+        .data
+        .get(2)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| (m.to_string(), json!({"status": "Failing"})))
+        .collect();
+    if health.is_empty() {
+        return Some(json!({ "conditions": c }));
+    }
+    Some(json!({ "conditions": c, "health": health }))
 }
 
 /// The watch caches of one scope (the whole cluster, or one namespace).
@@ -361,6 +387,24 @@ mod tests {
         trim_owned(&mut no_status);
         assert_eq!(cached_status(&no_status), None);
         assert_eq!(cached_digest(&c), Some(digest_of(&full)));
+    }
+
+    #[test]
+    fn a_trimmed_scaled_object_keeps_which_triggers_fail_but_not_how_often() {
+        let mut so = scaled_object(json!({}));
+        so.data["status"]["health"] = json!({
+            "s0-prometheus": {"numberOfFailures": 4, "status": "Failing"},
+            "s1-prometheus": {"numberOfFailures": 0, "status": "Happy"},
+        });
+        let mut more = so.clone();
+        more.data["status"]["health"]["s0-prometheus"]["numberOfFailures"] = json!(5);
+        trim_owned(&mut so);
+        trim_owned(&mut more);
+        assert_eq!(so.data, more.data, "a new failure count is no change");
+        assert_eq!(
+            cached_status(&so).and_then(|s| s.get("health").cloned()),
+            Some(json!({"s0-prometheus": {"status": "Failing"}}))
+        );
     }
 
     #[test]

@@ -54,6 +54,46 @@ pub fn problem(name: &str, status: Option<&Value>) -> Option<String> {
     ))
 }
 
+/// The Event reason for a ScaledObject whose replicas follow KEDA's fallback.
+pub const FALLBACK_REASON: &str = "ScalingOnFallback";
+
+/// What KEDA is doing instead of following the signal, from the ScaledObject's `status`, or
+/// `None` while no trigger is on its fallback.
+///
+/// KEDA counts consecutive failures per trigger in `status.health` (keyed by the metric name
+/// it gives the trigger, `s<index>-prometheus`) and sets the `Fallback` condition to True once
+/// one of them passes `fallback.failureThreshold`; from then on the HPA sees the fallback
+/// value instead of the query's.
+pub fn fallback(name: &str, status: Option<&Value>) -> Option<String> {
+    let status = status?;
+    let on = status.get("conditions")?.as_array()?.iter().any(|c| {
+        c.get("type").and_then(Value::as_str) == Some("Fallback")
+            && c.get("status").and_then(Value::as_str) == Some("True")
+    });
+    if !on {
+        return None;
+    }
+    let failing: Vec<&str> = status
+        .get("health")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, h)| h.get("status").and_then(Value::as_str) == Some("Failing"))
+        .map(|(metric, _)| metric.as_str())
+        .collect();
+    let which = if failing.is_empty() {
+        "a trigger".to_string()
+    } else {
+        format!("trigger {}", failing.join(", "))
+    };
+    Some(format!(
+        "KEDA holds ScaledObject {name} on its fallback: {which} failed more times in a row \
+         than its failure threshold, so the replicas no longer follow the signal (none are \
+         removed while it lasts); check that Prometheus still scrapes the model's pods and \
+         answers the query (kubectl describe scaledobject {name}, and the KEDA operator's log)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +147,37 @@ mod tests {
 
         let bare = problem("so", Some(&status("False", "", ""))).unwrap_or_default();
         assert!(bare.contains("(no reason given);"), "{bare}");
+    }
+
+    #[test]
+    fn a_fallback_is_reported_with_the_failing_triggers_and_only_while_on() {
+        let on = json!({
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "Fallback", "status": "True", "reason": "FallbackExists"},
+            ],
+            "health": {
+                "s0-prometheus": {"numberOfFailures": 5, "status": "Failing"},
+                "s1-prometheus": {"numberOfFailures": 0, "status": "Happy"},
+            },
+        });
+        let note = fallback("m-predictor", Some(&on)).unwrap_or_default();
+        assert!(
+            note.contains("ScaledObject m-predictor on its fallback"),
+            "{note}"
+        );
+        assert!(note.contains("trigger s0-prometheus failed"), "{note}");
+        assert!(!note.contains("s1-prometheus"), "{note}");
+
+        let off = json!({
+            "conditions": [{"type": "Fallback", "status": "False", "reason": "NoFallbackFound"}],
+            "health": {"s0-prometheus": {"numberOfFailures": 1, "status": "Failing"}},
+        });
+        assert_eq!(fallback("so", Some(&off)), None);
+        assert_eq!(fallback("so", Some(&json!({}))), None);
+        assert_eq!(fallback("so", None), None);
+        let no_health = json!({"conditions": [{"type": "Fallback", "status": "True"}]});
+        let note = fallback("so", Some(&no_health)).unwrap_or_default();
+        assert!(note.contains("a trigger failed"), "{note}");
     }
 }

@@ -213,6 +213,17 @@ async fn report_readiness(ctx: &Context, obj: &DynamicObject, uid: &str, outcome
         ctx.event(obj, EventType::Warning, readiness::REASON, note)
             .await;
     }
+    if let Some(note) = readiness::fallback(name, outcome.scaled_object_status.as_ref())
+        && ctx.is_news_within(
+            uid,
+            readiness::FALLBACK_REASON,
+            &note,
+            Some(readiness::REPEAT_AFTER),
+        )
+    {
+        ctx.event(obj, EventType::Warning, readiness::FALLBACK_REASON, note)
+            .await;
+    }
 }
 async fn report_warnings(ctx: &Context, obj: &DynamicObject, uid: &str, planned: &Plan) {
     const REASON: &str = "ScalingWarning";
