@@ -17,7 +17,9 @@ REPO_WEB = "https://github.com/kserve-keda-webhook/kserve-keda-webhook"
 # Markdown read on GitHub (relative links resolve in the repository there).
 GITHUB_PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "charts" / "kserve-keda-webhook" / "README.md"]
 # Top-level folders and files a docs page may name as a path in `code`.
-REPO_ROOTS = ("src/", "tests/", "scripts/", "charts/", "e2e/", "examples/", "benches/", "docs/", "webhook-config/", ".ci/")
+REPO_ROOTS = (
+    "src/", "tests/", "scripts/", "charts/", "e2e/", "examples/", "benches/", "docs/", "webhook-config/", ".ci/"
+)
 
 
 def load_checker():
