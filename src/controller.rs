@@ -96,7 +96,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::ResetTimerBackoff;
@@ -372,18 +372,15 @@ async fn follow(
             continue;
         }
         tracing::info!(identity = %opts.identity, "leading: starting the controller");
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_string(),
-                instance: Some(opts.identity.clone()),
-            },
-        );
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: Some(opts.identity.clone()),
+        };
         let ctx = Arc::new(context::Context::new(
             client.clone(),
             scaling.clone(),
             metrics.clone(),
-            recorder,
+            reporter,
             &opts,
         ));
         let term = lead(client.clone(), &opts, ctx.clone(), &ready);

@@ -591,12 +591,23 @@ async fn kedas_not_ready_verdict_reaches_the_isvc_once_while_keda_flaps() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(occurrences(&events(&api, "m", "ScaledObjectNotReady")), 1);
 
-    // Another failure is news.
+    // Another failure is news, and its own words reach the InferenceService (not a count on
+    // the first Event, which would still show the first failure).
     set_ready(&api, "m-predictor", "False", "TriggerError", "no such host");
     eventually("the other failure", || {
         occurrences(&events(&api, "m", "ScaledObjectNotReady")) == 2
     })
     .await;
+    let notes: Vec<String> = events(&api, "m", "ScaledObjectNotReady")
+        .iter()
+        .map(|e| str_at(e, "/note").to_string())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("(TriggerError): no such host")),
+        "{notes:?}"
+    );
 }
 
 fn occurrences(events: &[Value]) -> u64 {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::core::DynamicObject;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
 use super::Kind;
@@ -24,7 +24,11 @@ pub struct Context {
     pub client: Client,
     pub scaling: Arc<Scaling>,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    /// Who the Events say reported them. A Recorder is made per Event: kube's Recorder folds
+    /// a second Event of the same reason into the first as a series and keeps the first
+    /// note, so a changed problem (a new KEDA verdict, other warnings) would never be shown.
+    /// Repeats are suppressed here instead (`is_news`).
+    pub reporter: Reporter,
     pub resync: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -55,14 +59,14 @@ impl Context {
         client: Client,
         scaling: Arc<Scaling>,
         metrics: Metrics,
-        recorder: Recorder,
+        reporter: Reporter,
         opts: &super::ControllerOptions,
     ) -> Context {
         Context {
             client,
             scaling,
             metrics,
-            recorder,
+            reporter,
             resync: opts.resync,
             retry_base: opts.retry_base,
             retry_max: opts.retry_max,
@@ -204,7 +208,12 @@ impl Context {
             secondary: None,
         };
         self.throttle.acquire().await;
-        match tokio::time::timeout(self.timeout, self.recorder.publish(&ev, &reference)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            Recorder::new(self.client.clone(), self.reporter.clone()).publish(&ev, &reference),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, reason, "could not publish event"),
             Err(_) => tracing::warn!(reason, "publishing an event timed out"),

@@ -360,14 +360,21 @@ fn single_series(e: &promql_parser::parser::Expr) -> bool {
         Expr::Unary(u) => single_series(&u.expr),
         Expr::Binary(b) => single_series(&b.lhs) && single_series(&b.rhs),
         Expr::Call(c) => {
-            c.func.return_type == ValueType::Scalar
-                || c.func.name == "vector"
-                || c.args.args.iter().any(|a| single_series(a))
-                    && c.args
-                        .args
-                        .iter()
-                        .filter(|a| a.value_type() == ValueType::Vector)
-                        .all(|a| single_series(a))
+            if c.func.return_type == ValueType::Scalar || c.func.name == "vector" {
+                return true;
+            }
+            // Each argument is judged once: judging it twice per call (once for "some argument
+            // is one series", once for "every vector argument is") doubles the work per level,
+            // and 50 nested `clamp_min(…, 1)` would take 2^50 steps.
+            let mut some_single = false;
+            for a in &c.args.args {
+                let single = single_series(a);
+                if !single && a.value_type() == ValueType::Vector {
+                    return false;
+                }
+                some_single |= single;
+            }
+            some_single
         }
         _ => false,
     }
@@ -1082,6 +1089,29 @@ mod tests {
             assert_eq!(spec.warnings.len(), 1, "{many}");
             assert!(spec.warnings[0].contains("more than one series"), "{many}");
         }
+    }
+
+    #[test]
+    fn calls_nested_to_the_depth_limit_are_judged_once_per_level() {
+        // Each level of a two-argument call used to be judged twice, so this 90-deep query
+        // (under 1 KB, within every limit) took 2^90 steps and pinned a review thread for good.
+        // The deadline is a hang guard, far above the milliseconds this takes.
+        let nest = |leaf: &str| {
+            let n = query_limits::MAX_DEPTH - 10;
+            format!("{}{leaf}{}", "clamp_min(".repeat(n), ", 1)".repeat(n))
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let one = parse_ok(&[("strategy", "custom"), ("query", &nest("sum(x)"))]).warnings;
+            let many = parse_ok(&[("strategy", "custom"), ("query", &nest("x"))]).warnings;
+            let _ = tx.send((one, many));
+        });
+        let (one, many) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a 90-deep call chain is judged within a minute");
+        assert!(one.is_empty(), "{one:?}");
+        assert_eq!(many.len(), 1, "{many:?}");
+        assert!(many[0].contains("more than one series"), "{many:?}");
     }
 
     #[test]
