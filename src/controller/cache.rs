@@ -94,12 +94,10 @@ pub fn trim_owned(obj: &mut DynamicObject) {
     // would wake the reconciler for nothing.
     let failing: Vec<Value> = obj
         .data
-        .pointer("/status/health")
-        .and_then(Value::as_object)
+        .get("status")
         .into_iter()
-        .flatten()
-        .filter(|(_, h)| h.get("status").and_then(Value::as_str) == Some("Failing"))
-        .map(|(metric, _)| Value::String(metric.clone()))
+        .flat_map(super::readiness::failing_triggers)
+        .map(|metric| Value::String(metric.to_string()))
         .collect();
     let m = &mut obj.metadata;
     let labels = m.labels.take().map(|l| {

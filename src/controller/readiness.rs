@@ -54,6 +54,18 @@ pub fn problem(name: &str, status: Option<&Value>) -> Option<String> {
     ))
 }
 
+/// The metric names KEDA gives the triggers that fail now (`status.health` entries whose
+/// status is `Failing`), from a ScaledObject's `status`.
+pub fn failing_triggers(status: &Value) -> impl Iterator<Item = &str> {
+    status
+        .get("health")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, h)| h.get("status").and_then(Value::as_str) == Some("Failing"))
+        .map(|(metric, _)| metric.as_str())
+}
+
 /// The Event reason for a ScaledObject whose replicas follow KEDA's fallback.
 pub const FALLBACK_REASON: &str = "ScalingOnFallback";
 
@@ -73,14 +85,7 @@ pub fn fallback(name: &str, status: Option<&Value>) -> Option<String> {
     if !on {
         return None;
     }
-    let failing: Vec<&str> = status
-        .get("health")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter(|(_, h)| h.get("status").and_then(Value::as_str) == Some("Failing"))
-        .map(|(metric, _)| metric.as_str())
-        .collect();
+    let failing: Vec<&str> = failing_triggers(status).collect();
     let which = if failing.is_empty() {
         "a trigger".to_string()
     } else {
